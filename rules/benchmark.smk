@@ -1,0 +1,86 @@
+rule benchmark:
+    input:
+        model=f"{R}/models/{{model_strategy}}_{{budget}}_seed{{seed}}/model.pt",
+        holdout=f"{R}/shards/holdout.h5",
+    output:
+        f"{R}/metrics/{{model_strategy}}_{{budget}}_seed{{seed}}.csv",
+    params:
+        benchmark=benchmark_params(config),
+    log:
+        f"{R}/logs/benchmark/{{model_strategy}}_{{budget}}_seed{{seed}}.log",
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/benchmark.py"
+
+
+rule rnafold:
+    output:
+        f"{R}/metrics/rnafold.csv",
+    params:
+        benchmark=benchmark_params(config),
+    log:
+        f"{R}/logs/rnafold.log",
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/rnafold.py"
+
+
+rule aggregate:
+    input:
+        metric_files(),
+    output:
+        summary=report(f"{R}/benchmark/summary.csv", caption="../report/summary.rst", category="Benchmarks"),
+        table=report(f"{R}/benchmark/table.csv", caption="../report/table.rst", category="Benchmarks"),
+    log:
+        f"{R}/logs/aggregate.log",
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/aggregate.py"
+
+
+rule plot_scores:
+    input:
+        scores=f"{R}/influence/scores.h5",
+        selections=list(plot_selections().values()),
+    output:
+        hist=report(f"{R}/plots/score_histogram.png", caption="../report/score_histogram.rst", category="Influence"),
+        length=report(f"{R}/plots/score_vs_length.png", caption="../report/score_vs_length.rst", category="Influence"),
+    params:
+        names=list(plot_selections().keys()),
+    log:
+        f"{R}/logs/plot_scores.log",
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/plot_scores.py"
+
+
+rule plot_results:
+    input:
+        table=f"{R}/benchmark/table.csv",
+        curves=list(curve_files().values()),
+    output:
+        metrics=report(f"{R}/plots/metrics.png", caption="../report/metrics.rst", category="Benchmarks"),
+        curves=report(f"{R}/plots/training_curves.png", caption="../report/curves.rst", category="Pretraining"),
+    params:
+        names=list(curve_files().keys()),
+    log:
+        f"{R}/logs/plot_results.log",
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/plot_results.py"
+
+
+rule versions:
+    output:
+        report(f"{R}/benchmark/versions.csv", caption="../report/versions.rst", category="Benchmarks"),
+    log:
+        f"{R}/logs/versions.log",
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/versions.py"

@@ -1,0 +1,110 @@
+# Helpers shared by every rule: config validation (JSON schema with defaults), paths, params.
+import os
+import sys
+from pathlib import Path
+
+# HDF5 file locks fail on NFS/Lustre; bioprune never has two writers per file, so locking is off
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+
+sys.path.insert(0, str(Path(workflow.basedir)))
+
+from bioprune.config import (  # noqa: E402
+    benchmark_params,
+    influence_params,
+    ingest_params,
+    pretrain_params,
+    reference_params,
+    selection_params,
+    validate_config,
+)
+
+validate_config(config, "config")
+
+R = config["results"]
+SEEDS = config["seeds"]
+STRATEGIES = config["selection"]["strategies"]
+BUDGETS = [f"{b:g}" for b in config["selection"]["budgets"]]
+ESTIMATOR = config["influence"]["estimator"]
+MOLECULE = config["corpus"]["molecule"]
+# GPU stages declare gpu=1 unless the config pins the CPU (then no GPU is requested from SLURM)
+GPU = 0 if config["device"] == "cpu" else 1
+FULL_SEEDS = SEEDS[: config["pretrain"]["full_seeds"]] if config["pretrain"]["include_full"] else []
+
+
+wildcard_constraints:
+    strategy="|".join(["top_influence", "cci", "random", "random_10x", "grad_norm", "cluster"]),
+    model_strategy="|".join(["top_influence", "cci", "random", "random_10x", "grad_norm", "cluster", "full"]),
+    budget=r"[0-9.e-]+",
+    seed=r"\d+",
+
+
+def local_threads():
+    """All local cores (capped at 8) for single big jobs; under a cluster executor `cores` may be unset."""
+    cores = workflow.cores if isinstance(workflow.cores, int) else 1
+    return max(1, min(8, cores))
+
+
+def shard_files():
+    return gather.shards(f"{R}/shards/{{scatteritem}}.h5")
+
+
+def sketch_files():
+    return gather.shards(f"{R}/sketches/{{scatteritem}}.h5")
+
+
+def reference_inputs(wildcards):
+    ck = config["reference"]["checkpoint"]
+    return {"shards": shard_files(), **({"checkpoint": ck} if ck else {})}
+
+
+def sketch_inputs(wildcards):
+    d = {"shard": f"{R}/shards/{wildcards.scatteritem}.h5", "model": f"{R}/reference/model.pt"}
+    if ESTIMATOR == "diag_fisher":
+        d["curvature"] = f"{R}/curvature/diag_fisher.h5"
+    return d
+
+
+def selection_inputs(wildcards):
+    d = {"scores": f"{R}/influence/scores.h5", "shards": shard_files()}
+    if wildcards.strategy == "cluster":
+        d["representatives"] = f"{R}/selection/cluster_representatives.txt"
+    return d
+
+
+def model_ids():
+    """(strategy, budget, seed) of every model: each strategy x budget x seed, plus the full pool."""
+    ids = [(s, b, seed) for s in STRATEGIES for b in BUDGETS for seed in SEEDS]
+    return ids + [("full", "1", seed) for seed in FULL_SEEDS]
+
+
+def pretrain_selection(wildcards):
+    if wildcards.model_strategy == "full":
+        return []
+    return f"{R}/selection/{wildcards.model_strategy}_{wildcards.budget}_seed{wildcards.seed}.h5"
+
+
+def metric_files():
+    files = [f"{R}/metrics/{s}_{b}_seed{seed}.csv" for s, b, seed in model_ids()]
+    if MOLECULE == "rna" and config["benchmark"]["rnafold"] and "rna_ss" in config["benchmark"]["tasks"]:
+        files.append(f"{R}/metrics/rnafold.csv")
+    return files
+
+
+def curve_files():
+    return {f"{s}_{b}_seed{seed}": f"{R}/models/{s}_{b}_seed{seed}/curves.h5" for s, b, seed in model_ids() if seed == SEEDS[0]}
+
+
+def plot_selections():
+    return {f"{s}_{b}": f"{R}/selection/{s}_{b}_seed{SEEDS[0]}.h5" for s in STRATEGIES for b in BUDGETS}
+
+
+def all_targets():
+    return [
+        f"{R}/benchmark/summary.csv",
+        f"{R}/benchmark/table.csv",
+        f"{R}/benchmark/versions.csv",
+        f"{R}/plots/score_histogram.png",
+        f"{R}/plots/score_vs_length.png",
+        f"{R}/plots/metrics.png",
+        f"{R}/plots/training_curves.png",
+    ]

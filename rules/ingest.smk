@@ -1,0 +1,15 @@
+rule ingest:
+    input:
+        fasta=config["corpus"]["path"],
+    output:
+        shards=scatter.shards(f"{R}/shards/{{scatteritem}}.h5"),
+        holdout=f"{R}/shards/holdout.h5",
+        stats=f"{R}/shards/ingest.json",
+    params:
+        ingest=ingest_params(config),
+    log:
+        f"{R}/logs/ingest.log",
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/ingest.py"

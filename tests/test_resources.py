@@ -1,0 +1,55 @@
+"""The bundled data: provenance checksums match, and every evaluation set is disjoint from every pool."""
+from __future__ import annotations
+
+import csv
+import gzip
+import re
+from pathlib import Path
+
+from bioprune.h5io import sha256_file
+from bioprune.shards import iter_fasta
+
+RES = Path(__file__).resolve().parents[1] / "resources"
+
+
+def pool_sequences(path: Path) -> set[str]:
+    return {s.upper() for _, _, s in iter_fasta(path)}
+
+
+def eval_sequences(path: Path) -> set[str]:
+    with gzip.open(path, "rt") as fh:
+        return {r["sequence"] for r in csv.DictReader(fh, delimiter="\t")}
+
+
+def test_provenance_sha256_matches():
+    text = (RES / "PROVENANCE.md").read_text()
+    rows = re.findall(r"\| `([^`]+)` \| `([0-9a-f]{64})` \|", text)
+    assert len(rows) == 6
+    for rel, digest in rows:
+        assert sha256_file(RES / rel) == digest, rel
+
+
+def test_bundle_under_10_mb():
+    assert sum(p.stat().st_size for p in RES.rglob("*") if p.is_file()) < 10 * 1024 * 1024
+
+
+def test_rna_eval_disjoint_from_pool():
+    pool = pool_sequences(RES / "rna/pool.fa.gz")
+    assert len(pool) > 15000
+    for name in ("type_eval", "ss_eval"):
+        ev = eval_sequences(RES / f"rna/{name}.tsv.gz")
+        assert ev and not (ev & pool), name
+
+
+def test_protein_eval_disjoint_from_pool():
+    pool = pool_sequences(RES / "protein/pool.fa.gz")
+    assert len(pool) > 15000
+    for name in ("loc_eval", "ss_eval"):
+        ev = eval_sequences(RES / f"protein/{name}.tsv.gz")
+        assert ev and not (ev & pool), name
+
+
+def test_rna_type_has_ten_classes():
+    with gzip.open(RES / "rna/type_eval.tsv.gz", "rt") as fh:
+        labels = {r["label"] for r in csv.DictReader(fh, delimiter="\t")}
+    assert len(labels) >= 10

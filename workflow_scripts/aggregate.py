@@ -1,0 +1,5 @@
+from bioprune.report import aggregate
+from bioprune.smk import run_script
+
+sm = snakemake  # noqa: F821
+run_script(sm, lambda: aggregate(list(sm.input), sm.output.summary, sm.output.table))

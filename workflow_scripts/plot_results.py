@@ -1,0 +1,12 @@
+from bioprune.report import plot_curves, plot_metrics
+from bioprune.smk import run_script
+
+sm = snakemake  # noqa: F821
+
+
+def main():
+    plot_metrics(sm.input.table, sm.output.metrics)
+    plot_curves(dict(zip(sm.params.names, sm.input.curves)), sm.output.curves)
+
+
+run_script(sm, main)
