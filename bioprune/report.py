@@ -32,7 +32,7 @@ def aggregate(metric_files: list[str], summary: str, table: str) -> pd.DataFrame
     df = df.sort_values(["task", "metric", "strategy", "budget", "seed"], kind="stable")
     write_csv(df, summary)
     rows = []
-    for (s, b, t, m), g in df.groupby(["strategy", "budget", "task", "metric"], sort=True):
+    for (s, b, t, m), g in df.groupby(["strategy", "budget", "task", "metric"], sort=True, dropna=False):
         mean, lo, hi = mean_ci(g["value"].to_numpy())
         rows.append({"strategy": s, "budget": b, "task": t, "metric": m, "mean": mean, "ci95_low": lo,
                      "ci95_high": hi, "n_seeds": len(g)})
@@ -72,18 +72,27 @@ def plot_scores(scores_path: str, selections: dict[str, str], hist_path: str, le
     _save(fig, length_path)
 
 
+DIAGNOSTIC_METRICS = ("n_test", "threshold")
+
+
 def plot_metrics(table_path: str, out: str) -> None:
-    """One panel per (task, metric): mean with 95% CI per strategy and budget."""
+    """One panel per (task, metric): mean and 95% CI per strategy and budget (points, not bars from
+    zero, so small differences stay visible); the RNAfold reference is drawn as a dashed line."""
     tab = pd.read_csv(table_path)
-    tab = tab[tab["metric"] != "n_test"]
+    tab = tab[~tab["metric"].isin(DIAGNOSTIC_METRICS)]
     keys = list(tab.groupby(["task", "metric"]).groups)
     n = max(1, len(keys))
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False)
     for ax, (task, metric) in zip(axes[0], keys):
-        g = tab[(tab.task == task) & (tab.metric == metric)].reset_index(drop=True)
-        labels = [f"{s}\n{b:g}" if b == b else s for s, b in zip(g.strategy, g.budget)]
+        g = tab[(tab.task == task) & (tab.metric == metric)]
+        ref = g[g.strategy == "rnafold"]
+        g = g[g.strategy != "rnafold"].reset_index(drop=True)
+        labels = [f"{s}\n{b:g}" for s, b in zip(g.strategy, g.budget)]
         err = np.vstack([g["mean"] - g["ci95_low"], g["ci95_high"] - g["mean"]])
-        ax.bar(range(len(g)), g["mean"], yerr=err, capsize=3, color="tab:blue")
+        ax.errorbar(range(len(g)), g["mean"], yerr=err, fmt="o", capsize=3, color="tab:blue")
+        for _, r in ref.iterrows():
+            ax.axhline(r["mean"], ls="--", color="tab:red", label="RNAfold MFE")
+            ax.legend(fontsize=6)
         ax.set_xticks(range(len(g)), labels, rotation=60, fontsize=6)
         ax.set_title(f"{task}: {metric}", fontsize=8)
     _save(fig, out)
