@@ -26,6 +26,15 @@ include: "rules/pretrain.smk"
 include: "rules/benchmark.smk"
 
 
+# cheap bookkeeping jobs run on the submitting host, not as cluster jobs
+localrules:
+    all,
+    aggregate,
+    plot_scores,
+    plot_results,
+    versions,
+
+
 rule all:
     default_target: True
     input:

@@ -14,14 +14,20 @@ from .errors import BiopruneError
 
 
 def _config(args) -> dict:
-    from .config import load_config, validate_config
+    from pathlib import Path
 
-    return load_config(args.config) if args.config else validate_config({}, "defaults")
+    from .config import load_config
+
+    if args.config:
+        return load_config(args.config)
+    if Path("config.yaml").exists():
+        return load_config("config.yaml")
+    raise BiopruneError("no config: pass --config FILE (or run where a config.yaml is)")
 
 
 def _add(sub, name: str, help: str):
     p = sub.add_parser(name, help=help, description=help)
-    p.add_argument("--config", help="workflow config YAML (default: built-in defaults)")
+    p.add_argument("--config", help="workflow config YAML (default: ./config.yaml)")
     return p
 
 

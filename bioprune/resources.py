@@ -204,11 +204,6 @@ def build_rna(raw: Path, out: Path, prof: dict, rng: random.Random) -> dict:
             used.add(s)
     # pool: remaining Rfam/seed sequences, tRNA genes, miRCarta hairpins, cropped rRNA windows
     pool: dict[str, str] = {}
-
-    def add(seq_id: str, s: str | None):
-        if s and s not in used and prof["rna_min"] <= len(s) <= prof["rna_max"] and s not in pool.values():
-            pool.setdefault(seq_id, s)
-
     seqset: set[str] = set()
 
     def add_fast(seq_id, s):
@@ -216,25 +211,24 @@ def build_rna(raw: Path, out: Path, prof: dict, rng: random.Random) -> dict:
             seqset.add(s)
             pool[seq_id] = s
 
+    def add_shuffled(items, cap):
+        """Add `items` in a seeded random order until `cap` new sequences (None = all) are in."""
+        rng.shuffle(items)
+        n0 = len(pool)
+        for i, s in items:
+            if cap and len(pool) - n0 >= cap:
+                break
+            add_fast(i, s)
+
     for cls, tag, name, s, pairs, src in uniq:
         add_fast(f"rfam_{cls}_{name}", s)
     trna = []
     for fa in sorted(glob.glob(str(raw / "x/mimseq/mimseq/data/*/*-tRNAs*.fa"))):
         for _, i, s in iter_fasta(fa):
             trna.append((f"trna_{Path(fa).parent.name}_{i}", _clean_rna(s)))
-    rng.shuffle(trna)
-    n0 = len(pool)
-    for i, s in trna:
-        if prof["rna_trna"] and len(pool) - n0 >= prof["rna_trna"]:
-            break
-        add_fast(i, s)
+    add_shuffled(trna, prof["rna_trna"])
     mc = [(f"mircarta_{i}", _clean_rna(s)) for _, i, s in iter_fasta(raw / OPTIMIR / "hsa_hairpins_miRCarta_v1.1.fa")]
-    rng.shuffle(mc)
-    n0 = len(pool)
-    for i, s in mc:
-        if prof["rna_mirna"] and len(pool) - n0 >= prof["rna_mirna"]:
-            break
-        add_fast(i, s)
+    add_shuffled(mc, prof["rna_mirna"])
     n0 = len(pool)
     rrna_fa = raw / "fa/ncbi_combined_rrna.fa"
     target = prof["rna_rrna_windows"]

@@ -19,12 +19,22 @@ SIGN_NOTE = ("positive self-influence s = g^T F^-1 g; higher = more influential.
              "bio-coreset code stores -s (more negative = more influential).")
 
 
+def _finite_sketch(f, path: str) -> np.ndarray:
+    """A shard's sketches as float64; a non-finite row stops the merge with its sequence id."""
+    s = f["sketch"][()].astype(np.float64)
+    bad = ~np.isfinite(s).all(1)
+    if bad.any():
+        raise NumericalError(f"scores: non-finite sketch for sequence {f['id'].asstr()[int(np.argmax(bad))]} "
+                             f"({path}, stage scores)")
+    return s
+
+
 def _projected_fisher(paths: list[str]) -> tuple[np.ndarray, int]:
     fisher, m = None, 0
     for p in paths:
-        with open_h5(p, "sketches", ["sketch", "in_subset"]) as f:
+        with open_h5(p, "sketches", ["id", "sketch", "in_subset"]) as f:
             sub = f["in_subset"][()]
-            s = f["sketch"][()][sub].astype(np.float64)
+            s = _finite_sketch(f, p)[sub]
         if fisher is None:
             fisher = np.zeros((s.shape[1], s.shape[1]))
         fisher += s.T @ s
@@ -56,7 +66,7 @@ def merge_scores(paths: list[str], out_path: str, damping: float) -> dict:
                 raise BiopruneError(f"{p}: sketched with another estimator or model than {paths[0]}; re-run sketching")
             shard_ids = read_str(f["id"])
             if inv_eig is not None:
-                proj = f["sketch"][()].astype(np.float64) @ inv_eig[0]
+                proj = _finite_sketch(f, p) @ inv_eig[0]
                 score = (proj * proj * inv_eig[1]).sum(1)
             else:
                 score = f["score"][()]
@@ -64,7 +74,8 @@ def merge_scores(paths: list[str], out_path: str, damping: float) -> dict:
                 cols[k].append(f[k][()])
         bad = ~np.isfinite(score)
         if bad.any():
-            raise NumericalError(f"scores: non-finite score for sequence {shard_ids[int(np.argmax(bad))]} ({p})")
+            raise NumericalError(f"scores: non-finite score for sequence {shard_ids[int(np.argmax(bad))]} "
+                                 f"({p}, stage scores)")
         ids.extend(shard_ids)
         cols["score"].append(score)
     arr = {k: np.concatenate(v) for k, v in cols.items()}

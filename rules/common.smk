@@ -39,9 +39,13 @@ wildcard_constraints:
 
 
 def local_threads():
-    """All local cores (capped at 8) for single big jobs; under a cluster executor `cores` may be unset."""
-    cores = workflow.cores if isinstance(workflow.cores, int) else 1
-    return max(1, min(8, cores))
+    """All local cores (capped at 8) for the single big jobs; a cluster executor defines no total core
+    count, so there the profile's `set-threads` decides (1 when it does not)."""
+    try:
+        cores = workflow.cores
+    except Exception:  # snakemake raises when --cores is not given (cluster executors)
+        return 1
+    return max(1, min(8, cores)) if isinstance(cores, int) else 1
 
 
 def shard_files():

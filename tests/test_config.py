@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ def default():
 
 
 def test_defaults_filled():
-    cfg = validate_config({})
+    cfg = validate_config({"corpus": {"path": "x.fa", "molecule": "rna"}})
+    assert cfg["corpus"]["max_length"] == 1024 and cfg["seeds"] == [0, 1, 2]
     assert cfg["corpus"]["molecule"] == "rna" and cfg["influence"]["damping"] == 1e-8
     assert cfg["selection"]["cci"]["beta"] == 0.1 and cfg["selection"]["cci"]["bins"] == 50
 
@@ -34,12 +36,14 @@ def test_defaults_filled():
         (lambda c: c["influence"].update(dampling=1e-3), "influence"),
         (lambda c: c["selection"].update(budgets=[0.2]), "selection.budgets"),
         (lambda c: c["pretrain"].update(embed_dim=30, heads=4), "pretrain.embed_dim"),
+        (lambda c: c["corpus"].pop("path"), "key corpus: 'path' is a required property"),
+        (lambda c: c.pop("corpus"), "'corpus' is a required property"),
     ],
 )
 def test_bad_config_names_key(edit, key):
     cfg = copy.deepcopy(default())
     edit(cfg)
-    with pytest.raises(BiopruneError, match=key.replace(".", r"\.")):
+    with pytest.raises(BiopruneError, match=re.escape(key)):
         validate_config(cfg, "my.yaml")
 
 

@@ -6,6 +6,8 @@ import gzip
 import re
 from pathlib import Path
 
+import pytest
+
 from bioprune.h5io import sha256_file
 from bioprune.shards import iter_fasta
 
@@ -33,19 +35,12 @@ def test_bundle_under_10_mb():
     assert sum(p.stat().st_size for p in RES.rglob("*") if p.is_file()) < 10 * 1024 * 1024
 
 
-def test_rna_eval_disjoint_from_pool():
-    pool = pool_sequences(RES / "rna/pool.fa.gz")
+@pytest.mark.parametrize("molecule,evals", [("rna", ("type_eval", "ss_eval")), ("protein", ("loc_eval", "ss_eval"))])
+def test_eval_sets_disjoint_from_pool(molecule, evals):
+    pool = pool_sequences(RES / f"{molecule}/pool.fa.gz")
     assert len(pool) > 15000
-    for name in ("type_eval", "ss_eval"):
-        ev = eval_sequences(RES / f"rna/{name}.tsv.gz")
-        assert ev and not (ev & pool), name
-
-
-def test_protein_eval_disjoint_from_pool():
-    pool = pool_sequences(RES / "protein/pool.fa.gz")
-    assert len(pool) > 15000
-    for name in ("loc_eval", "ss_eval"):
-        ev = eval_sequences(RES / f"protein/{name}.tsv.gz")
+    for name in evals:
+        ev = eval_sequences(RES / f"{molecule}/{name}.tsv.gz")
         assert ev and not (ev & pool), name
 
 

@@ -41,7 +41,10 @@ def test_tiny_dag_through_slurm_profile(tmp_path):
     snakemake = str(Path(sys.executable).with_name("snakemake"))
     cmd = [snakemake, "--profile", "profiles/slurm", "--configfile", "tests/config/tiny.yaml",
            # this test cluster has no slurmdbd (accounting): status from squeue, no account
-           "--slurm-status-command", "squeue", "--slurm-no-account", "--jobs", "4", "--retries", "0"]
+           "--slurm-status-command", "squeue", "--slurm-no-account", "--jobs", "4", "--retries", "0",
+           # poll a test cluster quickly, and keep the per-job SLURM logs to check them
+           "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
+           "--slurm-keep-successful-logs"]
     with LocalSlurm(tmp_path / "slurm"):
         res = subprocess.run(cmd, cwd=wf, capture_output=True, text=True, timeout=900)
     out = res.stdout + res.stderr
@@ -52,4 +55,6 @@ def test_tiny_dag_through_slurm_profile(tmp_path):
     assert set(summary["task"]) == {"perplexity", "rna_type"}
     assert summary["value"].notna().all()
     assert (wf / "results_tiny/influence/scores.h5").exists()
-    assert list((wf / ".snakemake/slurm_logs").rglob("*.log")), "jobs did not go through sbatch"
+    assert "submitted with SLURM jobid" in out or "SLURM jobid" in out, "jobs did not go through sbatch"
+    logs = list((wf / ".snakemake/slurm_logs").rglob("*.log"))
+    assert any("rule_sketch" in str(p) for p in logs), [str(p) for p in logs][:5]
