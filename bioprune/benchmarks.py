@@ -23,7 +23,7 @@ from sklearn.preprocessing import StandardScaler
 from .batching import pad_batch
 from .errors import BiopruneError
 from .metrics import dssp_to_ss3, pair_f1, residue_accuracy
-from .models import load_model, pick_device
+from .models import load_model, n_layers, pick_device
 from .shards import read_shard
 from .training import mlm_eval_loss
 
@@ -46,7 +46,7 @@ def read_tsv(path: Path) -> list[dict]:
 def embed(model, seqs: list[str], molecule: str, attention: bool = False, batch_size: int = 16):
     """Per-sequence residue embeddings (L, E) from the last layer, and optionally attention maps (L*H, L, L)."""
     device = next(model.parameters()).device
-    last = model.num_layers
+    last = n_layers(model)
     out_h: list = [None] * len(seqs)
     out_a: list = [None] * len(seqs)
     order = np.argsort([len(s) for s in seqs])

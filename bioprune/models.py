@@ -3,18 +3,24 @@
 Supported by `load_model(path)`:
 - bioprune checkpoints (written by this workflow's reference and pretraining stages);
 - fair-esm ESM-2 files, the format `esm.pretrained.load_model_and_alphabet_local` reads
-  (`{"cfg": {"model": ...}, "model": state_dict}` with `encoder.sentence_encoder.` prefixes).
+  (`{"cfg": {"model": ...}, "model": state_dict}` with `encoder.sentence_encoder.` prefixes);
+- ESM-1b-style `{"args": Namespace(arch="roberta_large", ...), "model": ...}` files: fair-esm's
+  ESM-1b (protein alphabet) and released RNA-FM checkpoints (the PyPI `rna-fm` package's RNA alphabet).
+  RNA-FM weights are mapped onto bioprune's RNA alphabet by token: the rows of A, C, G, U, N and the
+  special tokens are kept, the ambiguity-code rows (R, Y, K, ...) are dropped (ingest maps those to N).
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
 import torch
 from esm.data import Alphabet
+from esm.model.esm1 import ProteinBertModel
 from esm.model.esm2 import ESM2
 
 from .alphabets import alphabet_name, get_alphabet
@@ -36,13 +42,65 @@ def build_model(molecule: str, layers: int, embed_dim: int, heads: int, seed: in
     return model
 
 
-def arch_of(model: ESM2) -> dict:
-    """The architecture hyper-parameters needed to rebuild `model`."""
-    return {"num_layers": model.num_layers, "embed_dim": model.embed_dim,
+# RNA-FM's RNA alphabet (rna-fm 0.2.2, fm/constants.py rnaseq_toks, ESM-1b layout)
+RNAFM_TOKS = ["A", "C", "G", "U", "R", "Y", "K", "M", "S", "W", "B", "D", "H", "V", "N", "-"]
+
+
+def rnafm_alphabet() -> Alphabet:
+    """The alphabet RNA-FM checkpoints were trained with (token order matters for their weights)."""
+    return Alphabet(standard_toks=RNAFM_TOKS, prepend_toks=("<cls>", "<pad>", "<eos>", "<unk>"),
+                    append_toks=("<mask>",), prepend_bos=True, append_eos=True)
+
+
+def arch_of(model) -> dict:
+    """The architecture hyper-parameters needed to rebuild `model` (ESM-2, or ESM-1b / RNA-FM)."""
+    if isinstance(model, ProteinBertModel):
+        return {"type": "esm1b", "args": dict(vars(model.args))}
+    return {"type": "esm2", "num_layers": model.num_layers, "embed_dim": model.embed_dim,
             "attention_heads": model.attention_heads, "token_dropout": bool(model.token_dropout)}
 
 
-def save_checkpoint(path: str | os.PathLike, model: ESM2, molecule: str, meta: dict | None = None,
+def n_layers(model) -> int:
+    """Number of transformer layers of an ESM-2 or ESM-1b model."""
+    return len(model.layers)
+
+
+def _esm1b_from_file(data: dict, path: Path) -> tuple[str, dict, dict]:
+    """Molecule, architecture and state dict (on bioprune's alphabet) of an ESM-1b-style file."""
+    args = data["args"]
+    if getattr(args, "arch", None) != "roberta_large":
+        raise BiopruneError(f"{path}: only ESM-1b ('roberta_large') args files are supported, found arch={getattr(args, 'arch', None)!r}")
+    model_args = {re.sub(r"^encoder_", "", k): v for k, v in vars(args).items()}
+    state = {re.sub(r"^(encoder\.)?(sentence_encoder\.)?", "", k): v for k, v in data["model"].items()}
+    rows = state["embed_tokens.weight"].shape[0]
+    source = rnafm_alphabet()
+    if rows == len(source):
+        molecule = "rna"
+    elif rows == len(get_alphabet("protein")):
+        molecule, source = "protein", get_alphabet("protein")
+    else:
+        raise BiopruneError(f"{path}: embedding has {rows} tokens, neither RNA-FM's ({len(source)}) nor ESM's protein alphabet")
+    target = get_alphabet(molecule)
+    for key in ("embed_tokens.weight", "lm_head.weight", "lm_head.bias"):
+        if key in state:
+            old = state[key]
+            new = torch.zeros((len(target),) + tuple(old.shape[1:]), dtype=old.dtype)
+            for tok, idx in target.tok_to_idx.items():
+                if tok in source.tok_to_idx:
+                    new[idx] = old[source.tok_to_idx[tok]]
+            state[key] = new
+    model_args["emb_layer_norm_before"] = any(k.startswith("emb_layer_norm_before") for k in state)
+    return molecule, {"type": "esm1b", "args": model_args}, state
+
+
+def _build(arch: dict, alphabet: Alphabet):
+    if arch.get("type") == "esm1b":
+        return ProteinBertModel(Namespace(**arch["args"]), alphabet)
+    return ESM2(num_layers=arch["num_layers"], embed_dim=arch["embed_dim"], attention_heads=arch["attention_heads"],
+                alphabet=alphabet, token_dropout=arch.get("token_dropout", True))
+
+
+def save_checkpoint(path: str | os.PathLike, model, molecule: str, meta: dict | None = None,
                     extra: dict | None = None) -> None:
     """Write a bioprune checkpoint atomically (temp file in the same folder, then rename)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -68,7 +126,7 @@ def _cfg_get(cfg: Any, key: str):
     return cfg[key] if isinstance(cfg, dict) else getattr(cfg, key)
 
 
-def load_model(path: str | os.PathLike, molecule: str | None = None) -> tuple[ESM2, Alphabet]:
+def load_model(path: str | os.PathLike, molecule: str | None = None) -> tuple[torch.nn.Module, Alphabet]:
     """Load a checkpoint as fair-esm objects `(model, alphabet)` in eval mode.
 
     When `molecule` is given, a checkpoint whose alphabet belongs to another molecule is an error.
@@ -89,10 +147,12 @@ def load_model(path: str | os.PathLike, molecule: str | None = None) -> tuple[ES
                 "token_dropout": bool(_cfg_get(cfg, "token_dropout"))}
         pattern = re.compile(r"^(encoder\.sentence_encoder\.|encoder\.)")
         state = {pattern.sub("", k): v for k, v in data["model"].items()}
+    elif "args" in data and "model" in data:
+        ck_mol, arch, state = _esm1b_from_file(data, path)
     else:
         raise BiopruneError(
-            f"{path}: unrecognised checkpoint (keys {sorted(data)[:6]}); expected a bioprune checkpoint "
-            "or a fair-esm ESM-2 file"
+            f"{path}: unrecognised checkpoint (keys {sorted(data)[:6]}); expected a bioprune checkpoint, "
+            "a fair-esm ESM-2 file or an ESM-1b / RNA-FM file"
         )
     if molecule is not None and ck_mol != molecule:
         raise BiopruneError(
@@ -100,16 +160,14 @@ def load_model(path: str | os.PathLike, molecule: str | None = None) -> tuple[ES
             f"(config key corpus.molecule) is {molecule}"
         )
     alphabet = get_alphabet(ck_mol)
-    model = ESM2(num_layers=arch["num_layers"], embed_dim=arch["embed_dim"],
-                 attention_heads=arch["attention_heads"], alphabet=alphabet,
-                 token_dropout=arch.get("token_dropout", True))
+    model = _build(arch, alphabet)
     expected = set(model.state_dict())
     optional = {"contact_head.regression.weight", "contact_head.regression.bias"}
     missing = expected - set(state) - optional
     unexpected = set(state) - expected
     if missing or unexpected:
         raise BiopruneError(
-            f"{path}: state dict does not match an ESM2 with the {ck_mol} alphabet "
+            f"{path}: state dict does not match the {arch.get('type', 'esm2')} model with the {ck_mol} alphabet "
             f"(missing {sorted(missing)[:4]}, unexpected {sorted(unexpected)[:4]})"
         )
     try:

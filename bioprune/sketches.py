@@ -73,6 +73,11 @@ class GradCapture:
         self.x: dict[str, torch.Tensor] = {}
         self.gy: dict[str, torch.Tensor] = {}
         self.handles = []
+        for mod in model.modules():
+            # ESM-1b attention (no rotary embedding) may call F.multi_head_attention_forward with the
+            # q/k/v weights directly, bypassing the Linear modules and their hooks: keep the module path
+            if hasattr(mod, "enable_torch_version"):
+                mod.enable_torch_version = False
         for mod_name, mod in model.named_modules():
             if mod_name in self.modules:
                 # ESM transformer layers run time-first (T, B, E); the LM head runs batch-first

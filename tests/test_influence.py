@@ -35,23 +35,20 @@ def brute_force_grads(model, ids, seqs, cfg, names):
     return torch.stack(out)
 
 
-@pytest.mark.parametrize("loss,params", [("mlm", ["lm_head.dense.weight"]), ("reconstruction", "all_linear")])
-def test_diag_fisher_matches_brute_force(tiny_workdir, loss, params):
-    tmp, shards = tiny_workdir
-    cfg = InfluenceConfig(estimator="diag_fisher", params=params, loss=loss, subset_fraction=0.5, batch_size=7)
-    fit_diag_fisher(shards, str(tmp / "ref.pt"), str(tmp / "curv.h5"), cfg)
-    sketch_shard(shards[0], str(tmp / "ref.pt"), str(tmp / "sk.h5"), cfg, str(tmp / "curv.h5"))
+def assert_matches_brute_force(tmp, shards, ref, cfg):
+    fit_diag_fisher(shards, str(ref), str(tmp / "curv.h5"), cfg)
+    sketch_shard(shards[0], str(ref), str(tmp / "sk.h5"), cfg, str(tmp / "curv.h5"))
     merge_scores([str(tmp / "sk.h5")], str(tmp / "scores.h5"), cfg.damping)
     got = read_scores(str(tmp / "scores.h5"))
 
-    model, _ = load_model(tmp / "ref.pt", "rna")
-    names = resolve_params(model, params)
+    model, _ = load_model(ref, "rna")
+    names = resolve_params(model, cfg.params)
     all_ids, all_seqs = [], []
     for p in shards:
         i, s, _ = read_shard(p)
         all_ids += i
         all_seqs += s
-    sub = [k for k, i in enumerate(all_ids) if in_subset(i, 0.5, 0)]
+    sub = [k for k, i in enumerate(all_ids) if in_subset(i, cfg.subset_fraction, cfg.seed)]
     g_sub = brute_force_grads(model, [all_ids[k] for k in sub], [all_seqs[k] for k in sub], cfg, names)
     fisher = (g_sub**2).mean(0)
     ids, seqs, _ = read_shard(shards[0])
@@ -62,6 +59,23 @@ def test_diag_fisher_matches_brute_force(tiny_workdir, loss, params):
     assert spearmanr(ours, expected).statistic >= 0.999
     assert np.max(np.abs(ours - expected) / np.abs(expected)) <= 1e-4
     assert np.allclose(got["grad_sqnorm"][order], (g**2).sum(1).numpy(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("loss,params", [("mlm", ["lm_head.dense.weight"]), ("reconstruction", "all_linear")])
+def test_diag_fisher_matches_brute_force(tiny_workdir, loss, params):
+    tmp, shards = tiny_workdir
+    cfg = InfluenceConfig(estimator="diag_fisher", params=params, loss=loss, subset_fraction=0.5, batch_size=7)
+    assert_matches_brute_force(tmp, shards, tmp / "ref.pt", cfg)
+
+
+def test_diag_fisher_matches_brute_force_on_rnafm_esm1b(tiny_workdir):
+    """ESM-1b attention can bypass q/k/v Linear modules; the hooks must still see every weight."""
+    from test_models import rnafm_file
+
+    tmp, shards = tiny_workdir
+    rnafm_file(tmp / "rnafm.pth")
+    cfg = InfluenceConfig(estimator="diag_fisher", params="all_linear", loss="mlm", subset_fraction=0.5, batch_size=5)
+    assert_matches_brute_force(tmp, shards, tmp / "rnafm.pth", cfg)
 
 
 def test_projected_matches_exact_inverse(tiny_workdir):

@@ -88,3 +88,33 @@ def test_cluster_needs_representatives_and_samples_from_them():
     assert len(chosen) == 10 and set(chosen) <= set(reps)
     with pytest.raises(BiopruneError, match="representatives"):
         select("cluster", sc, 0.6, 0, representatives=reps)
+
+
+def test_mmseqs_missing_says_how_to_install(tmp_path, monkeypatch):
+    from bioprune.selections import mmseqs_representatives
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BiopruneError, match="apt-get install mmseqs2"):
+        mmseqs_representatives(str(tmp_path / "x.fa"), str(tmp_path / "r.txt"), 0.5)
+
+
+def test_mmseqs_clusters_near_duplicates(tmp_path):
+    import shutil
+
+    from bioprune.selections import mmseqs_representatives
+
+    if shutil.which("mmseqs") is None:
+        pytest.skip("mmseqs2 not installed (apt-get install mmseqs2, or `make sysdeps`)")
+    rng = np.random.default_rng(0)
+    base = ["".join(rng.choice(list("ACGU"), 120)) for _ in range(5)]
+    recs = []
+    for k, b in enumerate(base):  # 5 families of 4 near-identical copies (one substitution each)
+        for c in range(4):
+            s = list(b)
+            s[10 + c] = "A" if s[10 + c] != "A" else "C"
+            recs.append((f"f{k}_{c}", "".join(s)))
+    fa = tmp_path / "x.fa"
+    fa.write_text("".join(f">{i}\n{s}\n" for i, s in recs))
+    n = mmseqs_representatives(str(fa), str(tmp_path / "reps.txt"), identity=0.9)
+    reps = (tmp_path / "reps.txt").read_text().split()
+    assert n == len(reps) == 5 and {r.split("_")[0] for r in reps} == {f"f{k}" for k in range(5)}

@@ -1,0 +1,96 @@
+"""Conda envs: each parses, is pinned, and lists every package its rules import (transitively)."""
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# import name -> accepted package names (conda or pip)
+PACKAGES = {"torch": {"torch"}, "esm": {"fair-esm"}, "h5py": {"h5py"}, "Bio": {"biopython"}, "numpy": {"numpy"},
+            "pandas": {"pandas"}, "scipy": {"scipy"}, "sklearn": {"scikit-learn"}, "RNA": {"viennarna"},
+            "yaml": {"pyyaml"}, "jsonschema": {"jsonschema"}, "matplotlib": {"matplotlib", "matplotlib-base"},
+            "snakemake": {"snakemake", "snakemake-minimal"}}
+STDLIB = set(sys.stdlib_module_names)
+
+
+def third_party_imports(module: str, seen: set[str]) -> set[str]:
+    """Top-level non-stdlib imports of a bioprune module and of every bioprune module it imports."""
+    if module in seen:
+        return set()
+    seen.add(module)
+    path = ROOT / (module.replace(".", "/") + ".py")
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative import inside bioprune
+                base = module.rsplit(".", 1)[0]
+                names = [f"{base}.{node.module}" if node.module else f"{base}.{a.name}" for a in node.names]
+            else:
+                names = [node.module]
+        for n in names:
+            top = n.split(".")[0]
+            if top == "bioprune":
+                sub = n if (ROOT / (n.replace(".", "/") + ".py")).exists() else n.rsplit(".", 1)[0]
+                if (ROOT / (sub.replace(".", "/") + ".py")).exists():
+                    out |= third_party_imports(sub, seen)
+            elif top not in STDLIB:
+                out.add(top)
+    return out
+
+
+def rules_with_env() -> list[tuple[str, str, str]]:
+    """(rule, env file, script) for every rule in rules/*.smk."""
+    out = []
+    for smk in sorted((ROOT / "rules").glob("*.smk")):
+        for m in re.finditer(r"^rule (\w+):(.*?)(?=^rule |\Z)", smk.read_text(), re.S | re.M):
+            body = m.group(2)
+            env = re.search(r'conda:\s*\n\s*"\.\./(envs/[\w.]+)"', body)
+            script = re.search(r'script:\s*\n\s*"\.\./(workflow_scripts/[\w.]+)"', body)
+            out.append((m.group(1), env and env.group(1), script and script.group(1)))
+    return out
+
+
+def env_packages(path: Path) -> set[str]:
+    spec = yaml.safe_load(path.read_text())
+    pkgs = set()
+    for dep in spec["dependencies"]:
+        items = dep["pip"] if isinstance(dep, dict) else [dep]
+        for d in items:
+            if d.startswith("--"):
+                continue
+            assert re.search(r"[=<>]=?\d", d), f"{path.name}: {d} is not pinned"
+            pkgs.add(re.split(r"[=<>]", d)[0].lower())
+    return pkgs
+
+
+def test_every_rule_has_a_parsing_env():
+    rules = rules_with_env()
+    assert len(rules) >= 12
+    for rule, env, _ in rules:
+        assert env, f"rule {rule} has no conda env"
+        env_packages(ROOT / env)
+
+
+@pytest.mark.parametrize("rule,env,script", [r for r in rules_with_env() if r[2]])
+def test_env_lists_what_the_rule_imports(rule, env, script):
+    imports = set()
+    for node in ast.walk(ast.parse((ROOT / script).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bioprune"):
+            mod = node.module if node.module != "bioprune" else None
+            targets = [mod] if mod else [f"bioprune.{a.name}" for a in node.names]
+            for t in targets:
+                imports |= third_party_imports(t, set())
+    imports |= third_party_imports("bioprune.__init__", set())
+    pkgs = env_packages(ROOT / env)
+    missing = [i for i in sorted(imports) if not PACKAGES.get(i, {i}) & pkgs]
+    assert not missing, f"rule {rule}: {env} lacks {missing}"
+    if rule == "cluster":
+        assert "mmseqs2" in pkgs
