@@ -178,12 +178,6 @@ def load_model(path: str | os.PathLike, molecule: str | None = None) -> tuple[to
     return model, alphabet
 
 
-def checkpoint_molecule(path: str | os.PathLike) -> str:
-    """The molecule a checkpoint was trained on."""
-    data = _torch_load(Path(path))
-    return data.get("molecule", "protein") if isinstance(data, dict) else "?"
-
-
 def model_checksum(model: torch.nn.Module) -> str:
     """SHA-256 over parameter bytes in name order: identifies the exact weights used for scoring."""
     h = hashlib.sha256()

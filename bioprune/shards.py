@@ -181,16 +181,14 @@ def ingest(
         ]
         hold = _ShardWriter(Path(holdout_path), tmps[-1], {**base, "kind": "holdout", "shard_index": 0})
         try:
-            _ingest_records(fasta, opts, writers, hold, stats)
+            counts = _ingest_records(fasta, opts, writers, hold, stats)
         except BaseException:
             for w in [*writers, hold]:
                 with contextlib.suppress(Exception):
                     w.f.close()
             raise
-        counts = stats._counts  # type: ignore[attr-defined]
         stats.per_shard = [w.close(counts) for w in writers]
         stats.holdout = hold.close(counts)
-        del stats._counts  # type: ignore[attr-defined]
         if stats.kept == 0:
             raise BiopruneError(
                 f"{fasta}: no sequence survived filtering ({stats.records} records; "
@@ -205,12 +203,12 @@ def ingest(
     return stats
 
 
-def _ingest_records(fasta: Path, opts: IngestOptions, writers, hold, stats: IngestStats) -> None:
+def _ingest_records(fasta: Path, opts: IngestOptions, writers, hold, stats: IngestStats) -> dict[bytes, int]:
+    """Route every record to its shard or the held-out file; return copies per sequence digest."""
     from .hashing import in_holdout, shard_of
 
     seen_ids: dict[str, tuple[int, bytes]] = {}
     counts: dict[bytes, int] = {}
-    stats._counts = counts  # type: ignore[attr-defined]
     for n, seq_id, raw in iter_fasta(fasta):
         stats.records += 1
         if n % 100000 == 0:
@@ -252,6 +250,7 @@ def _ingest_records(fasta: Path, opts: IngestOptions, writers, hold, stats: Inge
             hold.add(seq_id, seq, digest)
         else:
             writers[shard_of(seq_id, len(writers))].add(seq_id, seq, digest)
+    return counts
 
 
 def iter_shard(path: str | os.PathLike, batch: int = 4096) -> Iterator[tuple[list[str], list[str]]]:

@@ -299,8 +299,3 @@ def sketch_shard(shard_path: str, model_path: str, out_path: str, cfg: Influence
     rate = n / max(time.time() - t0, 1e-9)
     log.info("sketch %s: %d sequences in %.1fs (%.1f seq/s)", shard_path, n, time.time() - t0, rate)
     return {"n": n, "seq_per_s": rate}
-
-
-def read_sketch_ids(path: str) -> list[str]:
-    with open_h5(path, "sketches", ["id"]) as f:
-        return read_str(f["id"])

@@ -76,17 +76,6 @@ def epoch_batches(epoch: int, lengths: np.ndarray, cfg: TrainConfig, bucket: int
     return [batches[k] for k in order]
 
 
-def batch_indices(step: int, lengths: np.ndarray, cfg: TrainConfig, _cache: dict = {}) -> np.ndarray:
-    """Indices of the sequences in batch `step` (depends only on seed, step and the lengths)."""
-    per_epoch = int(math.ceil(len(lengths) / cfg.batch_size))
-    epoch, k = divmod(step, per_epoch)
-    key = (cfg.seed, cfg.batch_size, epoch, len(lengths), hash(lengths.tobytes()))
-    if key not in _cache:
-        _cache.clear()
-        _cache[key] = epoch_batches(epoch, lengths, cfg)
-    return _cache[key][k]
-
-
 def _autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -151,9 +140,14 @@ def train_mlm(seqs: list[str], molecule: str, cfg: TrainConfig, out_path: str | 
              molecule, sum(p.numel() for p in model.parameters()), n, total, device)
     t0 = time.time()
     lengths = np.array([len(s) for s in seqs])
+    per_epoch = int(math.ceil(n / cfg.batch_size))
+    epoch, batches = -1, []
     for step in range(step0, total):
         model.train()
-        idx = batch_indices(step, lengths, cfg)
+        if step // per_epoch != epoch:  # batch order depends only on (seed, epoch): resumable
+            epoch = step // per_epoch
+            batches = epoch_batches(epoch, lengths, cfg)
+        idx = batches[step % per_epoch]
         toks = pad_batch([seqs[j] for j in idx], molecule)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         inputs, targets = mask_with_generator(toks, molecule, gen)
