@@ -189,9 +189,14 @@ def build_rna(raw: Path, out: Path, prof: dict, rng: random.Random) -> dict:
             used.add(s)
     mi = [(i, s) for i, s in mirna if s and prof["rna_min"] <= len(s) <= prof["ss_max"] and s not in used]
     rng.shuffle(mi)
-    for i, s in mi[: prof["type_per_class"]]:
-        type_rows.append((f"pre_miRNA|{i}", "pre_miRNA", s))
-        used.add(s)
+    taken = 0
+    for i, s in mi:  # miRBase lists some hairpin sequences under two ids: keep each sequence once
+        if taken == prof["type_per_class"]:
+            break
+        if s not in used:
+            type_rows.append((f"pre_miRNA|{i}", "pre_miRNA", s))
+            used.add(s)
+            taken += 1
     by_fam = collections.defaultdict(list)
     for r in uniq:
         if r[4] and len(r[3]) <= prof["ss_max"]:

@@ -2,6 +2,7 @@ rule benchmark:
     input:
         model=f"{R}/models/{{model_strategy}}_{{budget}}_seed{{seed}}/model.pt",
         holdout=f"{R}/shards/holdout.h5",
+        evals=eval_files(),
     output:
         f"{R}/metrics/{{model_strategy}}_{{budget}}_seed{{seed}}.csv",
     params:
@@ -15,6 +16,8 @@ rule benchmark:
 
 
 rule rnafold:
+    input:
+        f"{config['benchmark']['resources']}/rna/ss_eval.tsv.gz",
     output:
         f"{R}/metrics/rnafold.csv",
     params:

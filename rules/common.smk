@@ -87,6 +87,17 @@ def pretrain_selection(wildcards):
     return f"{R}/selection/{wildcards.model_strategy}_{wildcards.budget}_seed{wildcards.seed}.h5"
 
 
+EVAL_FILES = {"rna_ss": "rna/ss_eval.tsv.gz", "rna_type": "rna/type_eval.tsv.gz",
+              "protein_ss": "protein/ss_eval.tsv.gz", "protein_loc": "protein/loc_eval.tsv.gz"}
+
+
+def eval_files():
+    """Evaluation sets the configured tasks read for this molecule: inputs, so a rebuilt set re-runs benchmarks."""
+    res = config["benchmark"]["resources"]
+    return [f"{res}/{EVAL_FILES[t]}" for t in config["benchmark"]["tasks"]
+            if t in EVAL_FILES and t.split("_")[0] == MOLECULE]
+
+
 def metric_files():
     files = [f"{R}/metrics/{s}_{b}_seed{seed}.csv" for s, b, seed in model_ids()]
     if MOLECULE == "rna" and config["benchmark"]["rnafold"] and "rna_ss" in config["benchmark"]["tasks"]:

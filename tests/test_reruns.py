@@ -106,3 +106,15 @@ def test_shard_count_gives_new_paths(completed):
     assert res.returncode == 0
     assert "shards/1-of-3.h5" in out and "shards/3-of-3.h5" in out and "sketches/2-of-3.h5" in out
     assert "-of-2.h5" not in out, "stale shards of the old count are used"
+
+
+@pytest.mark.slow
+def test_rebuilt_eval_set_reruns_benchmarks_only(completed):
+    """Evaluation sets are inputs of the benchmark rule (kept last: it leaves the run out of date)."""
+    import os
+
+    wf, base, _ = completed
+    os.utime(wf / "resources/rna/type_eval.tsv.gz")
+    jobs = scheduled(wf, base)
+    assert jobs.get("benchmark") == len(base["seeds"]) * len(base["selection"]["strategies"]) + 1, jobs
+    assert not (UPSTREAM | {"select", "pretrain"}) & set(jobs), jobs

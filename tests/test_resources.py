@@ -48,3 +48,11 @@ def test_rna_type_has_ten_classes():
     with gzip.open(RES / "rna/type_eval.tsv.gz", "rt") as fh:
         labels = {r["label"] for r in csv.DictReader(fh, delimiter="\t")}
     assert len(labels) >= 10
+
+
+@pytest.mark.parametrize("name", ["protein/ss_eval.tsv.gz", "protein/loc_eval.tsv.gz", "rna/type_eval.tsv.gz"])
+def test_eval_sequences_unique_so_probe_splits_share_no_sequence(name):
+    """Probe train/test splits are drawn from these rows: unique sequences make them sequence-disjoint."""
+    with gzip.open(RES / name, "rt") as fh:
+        seqs = [r["sequence"] for r in csv.DictReader(fh, delimiter="\t")]
+    assert len(seqs) == len(set(seqs)) > 100
