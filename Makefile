@@ -40,8 +40,11 @@ test: install sysdeps
 lint: install
 	$(SNAKEMAKE) --lint --cores 1
 
+# needs graphviz's `dot`; writes dag.svg only when the whole pipe succeeded (no empty file left behind)
 dag: install
-	$(SNAKEMAKE) --dag | dot -Tsvg > dag.svg
+	@command -v dot >/dev/null || { echo "make dag: graphviz 'dot' not found: apt-get install graphviz (or conda install graphviz)"; exit 2; }
+	$(SNAKEMAKE) --dag > dag.dot.tmp && dot -Tsvg dag.dot.tmp > dag.svg.tmp && mv dag.svg.tmp dag.svg; \
+	  status=$$?; rm -f dag.dot.tmp dag.svg.tmp; exit $$status
 
 report: install
 	$(SNAKEMAKE) --cores 1 --report results/report.zip

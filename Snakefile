@@ -6,9 +6,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
-
-
+# No `configfile:` directive: rules/common.smk resolves the config once (schema defaults <- the
+# user's --configfile(s) <- --config overrides; the bundled demo config.yaml only when no file is
+# named), so the demo never fills gaps in a user's config. See bioprune/config.py.
 report: "report/workflow.rst"
 
 
@@ -33,6 +33,7 @@ localrules:
     plot_scores,
     plot_results,
     versions,
+    resolved_config,
 
 
 rule all:

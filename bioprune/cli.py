@@ -1,7 +1,9 @@
 """`bioprune` command line: every workflow stage as a subcommand that runs outside Snakemake too.
 
-Stages read the same YAML config as the workflow (`--config`, validated, defaults filled), so a
-single step can run in a SLURM array or a notebook with exactly the workflow's settings.
+Stages resolve the config exactly as the workflow does (bioprune.config.resolve_config: schema
+defaults <- `--config FILE` (repeatable, merged in order; the bundled demo config.yaml when none is
+named) <- `--set KEY=VALUE` overrides), so a single step can run in a SLURM array or a notebook with
+exactly the workflow's settings. `bioprune config` prints that resolution.
 """
 from __future__ import annotations
 
@@ -13,21 +15,29 @@ import sys
 from .errors import BiopruneError
 
 
+def _overrides(args) -> dict:
+    from .config import deep_merge, parse_override
+
+    out: dict = {}
+    for item in args.set or []:
+        out = deep_merge(out, parse_override(item))
+    return out
+
+
 def _config(args) -> dict:
-    from pathlib import Path
+    from .config import resolve_config
 
-    from .config import load_config
-
-    if args.config:
-        return load_config(args.config)
-    if Path("config.yaml").exists():
-        return load_config("config.yaml")
-    raise BiopruneError("no config: pass --config FILE (or run where a config.yaml is)")
+    return resolve_config(args.config, _overrides(args))
 
 
 def _add(sub, name: str, help: str):
     p = sub.add_parser(name, help=help, description=help)
-    p.add_argument("--config", help="workflow config YAML (default: ./config.yaml)")
+    p.add_argument("--config", action="append", metavar="FILE",
+                   help="workflow config YAML; repeat to merge several in order (default: the bundled demo "
+                        "config.yaml, exactly as `snakemake` without --configfile)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one key, e.g. --set reference.lr=0.001 or --set seeds=[0,1] "
+                        "(as `snakemake --config`)")
     return p
 
 
@@ -35,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="bioprune", description=__doc__)
     ap.add_argument("-v", "--verbose", action="store_true")
     sub = ap.add_subparsers(dest="cmd", required=True)
+    p = _add(sub, "config", "print the resolved config (schema defaults <- files <- --set), as the workflow uses it")
+    p.add_argument("--out", help="also write it to this file (atomically)")
     p = _add(sub, "ingest", "stream a FASTA into HDF5 shards and a held-out file")
     p.add_argument("--fasta", help="input FASTA(.gz); default corpus.path")
     p.add_argument("--out-dir", required=True)
@@ -129,7 +141,12 @@ def run(args) -> None:
         print(json.dumps(bench_sketch(args)))
         return
     cfg = _config(args)
-    if cmd == "ingest":
+    if cmd == "config":
+        text = C.dump_resolved(cfg, args.config, _overrides(args))
+        if args.out:
+            S.write_text(args.out, text)
+        print(text, end="")
+    elif cmd == "ingest":
         n = args.shards or cfg["corpus"]["shards"]
         d = args.out_dir.rstrip("/")
         S.ingest(args.fasta or cfg["corpus"]["path"], [f"{d}/{i}-of-{n}.h5" for i in range(1, n + 1)],

@@ -1,17 +1,127 @@
-"""Workflow config: validation against schemas/config.schema.yaml (defaults filled) and per-stage params.
+"""Workflow config: one resolution used by the Snakefile and every `bioprune` subcommand.
 
-The per-stage dicts are what Snakemake rules carry in `params:` (so a config edit re-runs exactly the
-stages that use the edited value) and what the `bioprune` subcommands pass to the library.
+resolve_config(files, overrides) = schema defaults <- the user's YAML file(s), merged in order <-
+command-line overrides (`snakemake --config k=v`, `bioprune ... --set k=v`), coerced to the schema's
+types and validated once. The bundled demo (`config.yaml` beside the Snakefile) is used only when no
+file is named; it is never merged under a user's file. The per-stage dicts below are what Snakemake
+rules carry in `params:` (so a config edit re-runs exactly the stages that use the edited value) and
+what the `bioprune` subcommands pass to the library.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import yaml
 
 from .errors import BiopruneError
 
-SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "schemas" / "config.schema.yaml"
+DEMO_CONFIG = ROOT / "config.yaml"
+
+
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping from a file; a missing file, bad YAML or a non-mapping names the file."""
+    p = Path(path)
+    if not p.exists():
+        raise BiopruneError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise BiopruneError(f"{p}: not valid YAML ({e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BiopruneError(f"{p}: a config file must be a YAML mapping, found {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    """base updated by update, recursing into mappings (lists and scalars are replaced); returns a copy."""
+    out = copy.deepcopy(base)
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """`a.b.c=value` (value as YAML) -> {"a": {"b": {"c": value}}}; used by the CLI's --set."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise BiopruneError(f"--set {text!r}: expected KEY=VALUE, e.g. --set reference.lr=0.001")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as e:
+        raise BiopruneError(f"--set {key}: value {value!r} is not valid YAML ({e})") from None
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = parsed
+    return out
+
+
+def _types(schema: dict) -> list[str]:
+    t = schema.get("type", [])
+    if isinstance(t, str):
+        t = [t]
+    for alt in schema.get("oneOf", []) + schema.get("anyOf", []):
+        t = t + _types(alt)
+    return t
+
+
+def coerce(value, schema: dict):
+    """Command-line values arrive as strings (Snakemake's --config reads `seeds=[0]` as ['0']):
+    re-read a string as YAML where the schema does not accept a string there, recursively."""
+    types = _types(schema)
+    if isinstance(value, str) and types and "string" not in types:
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+    if isinstance(value, dict) and "properties" in schema:
+        return {k: coerce(v, schema["properties"].get(k, {})) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [coerce(v, schema["items"]) for v in value]
+    if isinstance(value, list):
+        for alt in schema.get("oneOf", []) + schema.get("anyOf", []):
+            if isinstance(alt.get("items"), dict):
+                return [coerce(v, alt["items"]) for v in value]
+    return value
+
+
+def resolve_config(files: list[str | Path] | None = None, overrides: dict | None = None,
+                   source: str | None = None) -> dict:
+    """The one resolved config: schema defaults <- files (in order) <- overrides, validated.
+
+    With no file, the bundled demo config.yaml is the file. Missing required keys (`corpus.path`,
+    `corpus.molecule`) stop with the key's name; every other missing key takes the schema default.
+    """
+    files = [str(f) for f in (files or [DEMO_CONFIG])]
+    merged: dict = {}
+    for f in files:
+        merged = deep_merge(merged, read_yaml(f))
+    if overrides:
+        merged = deep_merge(merged, coerce(dict(overrides), _schema()))
+    return validate_config(merged, source or " + ".join(files) + (" + overrides" if overrides else ""))
+
+
+def dump_resolved(config: dict, files: list[str] | None = None, overrides: dict | None = None) -> str:
+    """The resolved config as YAML with a header naming where it came from."""
+    overrides = coerce(dict(overrides or {}), _schema())
+    head = ["# bioprune resolved config: schema defaults <- files <- overrides (validated)",
+            f"# files: {', '.join(str(f) for f in (files or [DEMO_CONFIG]))}",
+            f"# overrides: {yaml.safe_dump(overrides or {}, default_flow_style=True).strip()}"]
+    return "\n".join(head) + "\n" + yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
 
 
 def validate_config(config: dict, source: str = "config") -> dict:
@@ -19,11 +129,15 @@ def validate_config(config: dict, source: str = "config") -> dict:
     import jsonschema
     from snakemake.utils import validate
 
-    schema = yaml.safe_load(SCHEMA.read_text())
+    schema = _schema()
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if error is not None:
-        key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise BiopruneError(f"{source}: invalid config: key {key}: {error.message}")
+        key = ".".join(str(p) for p in error.absolute_path)
+        if error.validator == "required":  # name the missing key itself, e.g. corpus.path
+            missing = error.message.split("'")[1] if "'" in error.message else ""
+            key = ".".join(x for x in (key, missing) if x)
+            raise BiopruneError(f"{source}: missing required config key {key} ({error.message})")
+        raise BiopruneError(f"{source}: invalid config: key {key or '(top level)'}: {error.message}")
     validate(config, str(SCHEMA), set_default=True)  # fills in the schema's defaults
     check_semantics(config, source)
     return config
@@ -42,16 +156,9 @@ def check_semantics(config: dict, source: str = "config") -> None:
             raise BiopruneError(f"{source}: key {sec}.embed_dim ({c['embed_dim']}) must be divisible by {sec}.heads ({c['heads']})")
 
 
-def load_config(path: str) -> dict:
-    """Read a YAML config file and validate it (defaults filled)."""
-    p = Path(path)
-    if not p.exists():
-        raise BiopruneError(f"{p}: config file not found")
-    try:
-        config = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise BiopruneError(f"{p}: not valid YAML ({e})") from None
-    return validate_config(config, str(p))
+def load_config(path: str | None = None, overrides: dict | None = None) -> dict:
+    """Resolve one YAML config file (the demo when None) with optional overrides."""
+    return resolve_config([path] if path else None, overrides, source=str(path) if path else None)
 
 
 def ingest_params(config: dict) -> dict:

@@ -14,6 +14,13 @@ from .h5io import atomic_path
 log = logging.getLogger(__name__)
 
 
+def write_text(path: str, text: str) -> None:
+    """Write a small text output (the resolved config) atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+
+
 def ingest(fasta: str, shards: list[str], holdout: str, stats: str, params: dict) -> None:
     from .shards import IngestOptions, ingest as _ingest
 

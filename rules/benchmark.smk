@@ -87,3 +87,20 @@ rule versions:
         "../envs/core.yaml"
     script:
         "../workflow_scripts/versions.py"
+
+
+rule resolved_config:
+    output:
+        report(
+            f"{R}/config.resolved.yaml",
+            caption="../report/config.rst",
+            category="Configuration",
+        ),
+    params:
+        text=RESOLVED_YAML,
+    log:
+        f"{R}/logs/resolved_config.log",
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/resolved_config.py"

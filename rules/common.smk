@@ -9,16 +9,25 @@ os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from bioprune.config import (  # noqa: E402
+    DEMO_CONFIG,
     benchmark_params,
+    dump_resolved,
     influence_params,
     ingest_params,
     pretrain_params,
     reference_params,
     selection_params,
-    validate_config,
+    resolve_config,
 )
 
-validate_config(config, "config")
+# One resolved config (bioprune.config.resolve_config, the same function the CLI uses): schema
+# defaults <- --configfile(s) in order <- --config overrides; the demo only when no file is named.
+CONFIG_FILES = [str(p) for p in workflow.config_settings.configfiles] or [str(DEMO_CONFIG)]
+CONFIG_OVERRIDES = dict(workflow.config_settings.config or {})
+_resolved = resolve_config(CONFIG_FILES, CONFIG_OVERRIDES)
+config.clear()
+config.update(_resolved)
+RESOLVED_YAML = dump_resolved(config, CONFIG_FILES, CONFIG_OVERRIDES)
 
 R = config["results"]
 SEEDS = config["seeds"]
@@ -115,6 +124,7 @@ def plot_selections():
 
 def all_targets():
     return [
+        f"{R}/config.resolved.yaml",
         f"{R}/benchmark/summary.csv",
         f"{R}/benchmark/table.csv",
         f"{R}/benchmark/versions.csv",

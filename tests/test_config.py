@@ -36,8 +36,8 @@ def test_defaults_filled():
         (lambda c: c["influence"].update(dampling=1e-3), "influence"),
         (lambda c: c["selection"].update(budgets=[0.2]), "selection.budgets"),
         (lambda c: c["pretrain"].update(embed_dim=30, heads=4), "pretrain.embed_dim"),
-        (lambda c: c["corpus"].pop("path"), "key corpus: 'path' is a required property"),
-        (lambda c: c.pop("corpus"), "'corpus' is a required property"),
+        (lambda c: c["corpus"].pop("path"), "missing required config key corpus.path"),
+        (lambda c: c.pop("corpus"), "missing required config key corpus "),
     ],
 )
 def test_bad_config_names_key(edit, key):
@@ -75,3 +75,78 @@ def test_every_schema_key_documented_in_readme():
 
     missing = [k for k in keys(schema["properties"]) if f"`{k}`" not in readme]
     assert not missing, missing
+
+
+# --- one resolution for Snakemake and the CLI (issue 17) -------------------------------------------
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from bioprune.config import coerce, parse_override, resolve_config  # noqa: E402
+
+BIN = Path(sys.executable).parent
+USER = {"corpus": {"path": "tests/data/tiny_rna.fa.gz", "molecule": "rna", "shards": 2},
+        "results": "results_user", "seeds": [0]}
+
+
+def test_user_file_is_not_filled_by_the_demo(tmp_path):
+    """Omitted keys take the schema defaults, never the demo config.yaml's values."""
+    demo = default()
+    schema = yaml.safe_load((ROOT / "schemas/config.schema.yaml").read_text())
+    (tmp_path / "u.yaml").write_text(yaml.safe_dump(USER))
+    cfg = resolve_config([tmp_path / "u.yaml"])
+    schema_lr = schema["properties"]["reference"]["properties"]["lr"]["default"]
+    assert demo["reference"]["lr"] != schema_lr  # otherwise this test could not tell the two apart
+    assert cfg["reference"]["lr"] == schema_lr
+    assert cfg["corpus"]["max_length"] == 1024 != demo["corpus"]["max_length"]
+    # no file at all: the demo is the config
+    assert resolve_config(None)["reference"]["lr"] == demo["reference"]["lr"]
+
+
+def test_files_merge_in_order_then_overrides(tmp_path):
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(USER))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"reference": {"lr": 0.005, "epochs": 3}}))
+    cfg = resolve_config([tmp_path / "a.yaml", tmp_path / "b.yaml"], {"reference": {"epochs": "7"}, "seeds": ["0", "2"]})
+    assert cfg["reference"]["lr"] == 0.005 and cfg["reference"]["epochs"] == 7 and cfg["seeds"] == [0, 2]
+    assert cfg["corpus"]["shards"] == 2
+
+
+def test_command_line_values_are_coerced_by_the_schema():
+    """Snakemake hands --config seeds=[0] over as ['0']; numbers, lists and booleans are re-read."""
+    schema = yaml.safe_load((ROOT / "schemas/config.schema.yaml").read_text())
+    got = coerce({"seeds": ["0", "1"], "pretrain": {"lr": "0.003", "include_full": "false"},
+                  "corpus": {"path": "123"}, "influence": {"params": "all_linear"}}, schema)
+    assert got == {"seeds": [0, 1], "pretrain": {"lr": 0.003, "include_full": False},
+                   "corpus": {"path": "123"}, "influence": {"params": "all_linear"}}
+    assert parse_override("selection.cci.bins=12") == {"selection": {"cci": {"bins": 12}}}
+    with pytest.raises(BiopruneError, match="KEY=VALUE"):
+        parse_override("nonsense")
+    with pytest.raises(BiopruneError, match="key seeds.0"):
+        resolve_config([ROOT / "config.yaml"], {"seeds": ["zero"]})
+
+
+def test_missing_corpus_path_stops_cli_and_snakemake(tmp_path):
+    (tmp_path / "u.yaml").write_text(yaml.safe_dump({"corpus": {"molecule": "protein"}}))
+    cli = subprocess.run([str(BIN / "bioprune"), "config", "--config", "u.yaml"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert cli.returncode == 1 and "missing required config key corpus.path" in cli.stderr
+    assert "Traceback" not in cli.stderr
+    smk = subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--configfile", "u.yaml", "-n"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert smk.returncode != 0 and "missing required config key corpus.path" in smk.stdout + smk.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_one_yaml_one_resolved_config_in_snakemake_and_cli(tmp_path):
+    """The same YAML + overrides resolve identically through Snakemake and `bioprune config`."""
+    (tmp_path / "u.yaml").write_text(yaml.safe_dump(USER))
+    smk = subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--configfile", "u.yaml",
+                          "--config", "seeds=[0,2]", "reference={lr: 0.004}", "--cores", "1",
+                          "results_user/config.resolved.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    assert smk.returncode == 0, smk.stderr[-2000:]
+    cli = subprocess.run([str(BIN / "bioprune"), "config", "--config", "u.yaml", "--set", "seeds=[0,2]",
+                          "--set", "reference.lr=0.004"], cwd=tmp_path, capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    from_smk = yaml.safe_load((tmp_path / "results_user/config.resolved.yaml").read_text())
+    assert from_smk == yaml.safe_load(cli.stdout)
+    assert from_smk["seeds"] == [0, 2] and from_smk["reference"]["lr"] == 0.004
+    assert from_smk["reference"]["epochs"] == 10  # schema default, not the demo's 6

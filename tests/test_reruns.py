@@ -122,3 +122,29 @@ def test_rebuilt_eval_set_reruns_benchmarks_only(completed):
     jobs = scheduled(wf, base)
     assert jobs.get("benchmark") == len(base["seeds"]) * len(base["selection"]["strategies"]) + 1, jobs
     assert not (UPSTREAM | {"select", "pretrain"}) & set(jobs), jobs
+
+
+def params_changed(wf: Path, config: dict) -> set[str]:
+    """Outputs whose own params changed, from the check the README recommends:
+    `snakemake -n --rerun-triggers params` (jobs with reason 'Params have changed')."""
+    res = run(wf, config, "-n", "--rerun-triggers", "params")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    out = set()
+    for block in (res.stdout + res.stderr).split("\nrule ")[1:]:
+        m = re.search(r"^\s+output: (.*)$", block, re.M)
+        if m and re.search(r"^\s+reason: Params have changed", block, re.M):
+            out |= {p.strip() for p in m.group(1).split(",")}
+    return out
+
+
+@pytest.mark.slow
+def test_params_check_lists_nothing_for_a_no_op_edit_and_exactly_the_edited(completed):
+    wf, base, _ = completed
+    noop = yaml.safe_load(yaml.safe_dump(base))
+    noop["influence"]["damping"] = 1e-8  # the default, now spelled out: same resolved config
+    noop = dict(reversed(list(noop.items())))  # key order does not matter either
+    assert params_changed(wf, noop) == set()
+    got = params_changed(wf, edited(base, "selection.cci", beta=0.2))
+    R = base["results"]
+    want = {f"{R}/selection/cci_0.05_seed{s}.{ext}" for s in base["seeds"] for ext in ("h5", "fa")}
+    assert got == want | {f"{R}/config.resolved.yaml"}, got
