@@ -1,4 +1,14 @@
-"""Tokenise, pad and mask batches: the one place that defines MLM masking (15%, 80/10/10)."""
+"""Tokenise, pad and mask batches: the one place that defines MLM masking (15%, 80/10/10).
+
+Two scoring masks, both drawn per row from a generator seeded by (sequence id, seed) over the row's
+own residues only, so a row's mask does not depend on its batch, its position or the padding:
+- `mask_by_id`: one random 15% mask (at least one position), as in training;
+- `coverage_mask_by_id`: K complementary masks: a seeded permutation of the row's maskable positions
+  cut into K near-equal consecutive groups (sizes differ by at most one, the first m mod K groups get
+  the extra position), so over draws 0..K-1 every residue is masked exactly once. A row with m < K
+  residues has empty draws m..K-1 (targets all -100). Each masked position is replaced 80/10/10 by
+  <mask> / a random standard residue / itself, from the same generator.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -73,6 +83,47 @@ def mask_by_id(tokens: torch.Tensor, ids: list[str], molecule: str, seed: int) -
     return inputs, targets
 
 
+def coverage_draw_of(n_residues: int, seq_id: str, seed: int, k: int) -> torch.Tensor:
+    """Draw index (0..k-1) in which each of a row's `n_residues` maskable positions is masked."""
+    g = torch.Generator().manual_seed(int_hash(seq_id, "mlm_coverage", seed))
+    perm = torch.randperm(n_residues, generator=g)
+    draw = torch.empty(n_residues, dtype=torch.long)
+    for j, part in enumerate(torch.tensor_split(perm, k)):
+        draw[part] = j
+    return draw
+
+
+def coverage_masks_by_id(tokens: torch.Tensor, ids: list[str], molecule: str, seed: int,
+                         k: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """All K = `k` complementary coverage masks of a batch (see module doc): [(inputs, targets)] per draw."""
+    a = get_alphabet(molecule)
+    can = maskable(tokens, molecule)
+    std = torch.tensor(standard_token_ids(molecule))
+    out = [(tokens.clone(), torch.full_like(tokens, IGNORE)) for _ in range(k)]
+    for i, seq_id in enumerate(ids):
+        pos = can[i].nonzero()[:, 0]
+        m = len(pos)
+        which = coverage_draw_of(m, seq_id, seed, k)
+        g = torch.Generator().manual_seed(int_hash(seq_id, "mlm_coverage_replace", seed))
+        u = torch.rand(m, generator=g)
+        rand_tok = std[torch.randint(len(std), (m,), generator=g)]
+        tok = tokens[i, pos]
+        new = torch.where(u < 0.8, torch.full_like(pos, a.mask_idx), torch.where(u < 0.9, rand_tok, tok))
+        for j, (inputs, targets) in enumerate(out):
+            sel = which == j
+            targets[i, pos[sel]] = tok[sel]
+            inputs[i, pos[sel]] = new[sel]
+    return out
+
+
+def coverage_mask_by_id(tokens: torch.Tensor, ids: list[str], molecule: str, seed: int, k: int,
+                        draw: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw `draw` (0..k-1) of the K complementary coverage masks: (inputs, targets)."""
+    if not 0 <= draw < k:
+        raise ValueError(f"coverage mask draw {draw} outside 0..{k - 1}")
+    return coverage_masks_by_id(tokens, ids, molecule, seed, k)[draw]
+
+
 def reconstruction_targets(tokens: torch.Tensor, molecule: str, count_pad: bool = False) -> torch.Tensor:
     """Targets = input for every non-pad token (BOS/EOS included); with count_pad, pads count too."""
     if count_pad:
@@ -81,10 +132,19 @@ def reconstruction_targets(tokens: torch.Tensor, molecule: str, count_pad: bool 
     return torch.where(tokens == a.padding_idx, torch.full_like(tokens, IGNORE), tokens)
 
 
-def per_sample_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per-sample mean cross-entropy over positions whose target is not -100, shape (B,)."""
+REDUCTIONS = ("mean", "sum")
+
+
+def per_sample_ce(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Per-sample cross-entropy over positions whose target is not -100, shape (B,).
+
+    reduction "mean": average over those positions (0 for a row with none); "sum": their sum.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction {reduction!r} is not one of {REDUCTIONS}")
     ce = torch.nn.functional.cross_entropy(
         logits.float().transpose(1, 2), targets.clamp_min(0), reduction="none"
     )
     valid = (targets != IGNORE).to(ce.dtype)
-    return (ce * valid).sum(1) / valid.sum(1).clamp_min(1.0)
+    total = (ce * valid).sum(1)
+    return total if reduction == "sum" else total / valid.sum(1).clamp_min(1.0)

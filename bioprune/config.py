@@ -112,7 +112,8 @@ def resolve_config(files: list[str | Path] | None = None, overrides: dict | None
         merged = deep_merge(merged, read_yaml(f))
     if overrides:
         merged = deep_merge(merged, coerce(dict(overrides), _schema()))
-    return validate_config(merged, source or " + ".join(files) + (" + overrides" if overrides else ""))
+    source = source or " + ".join(files) + (" + overrides" if overrides else "")
+    return validate_config(apply_paper_mode(merged, source), source)
 
 
 def dump_resolved(config: dict, files: list[str] | None = None, overrides: dict | None = None) -> str:
@@ -143,9 +144,38 @@ def validate_config(config: dict, source: str = "config") -> dict:
     return config
 
 
+# influence.paper_exact: true applies these (the official bio-coreset scoring; bioprune.paper reproduces
+# its forward, window and loss). A conflicting value set in the user's config is an error naming it.
+PAPER_INFLUENCE = {"estimator": "diag_fisher", "params": ["lm_head.dense.weight"], "normalize": "none",
+                   "loss": "reconstruction_padded", "reduction": "mean", "damping": 1e-8, "pad_to": 1024}
+
+
+def apply_paper_mode(config: dict, source: str = "config") -> dict:
+    """Before defaults are filled: paper_exact sets the official influence settings; a user value
+    that contradicts one of them stops with the key's name."""
+    inf = config.get("influence") or {}
+    if not isinstance(inf, dict) or inf.get("paper_exact") is not True:
+        return config
+    for key, want in PAPER_INFLUENCE.items():
+        if key in inf and inf[key] != want:
+            raise BiopruneError(f"{source}: key influence.{key}: {inf[key]!r} contradicts influence.paper_exact "
+                                f"(the official code uses {want!r}); remove the key or set paper_exact: false")
+        inf[key] = copy.deepcopy(want)
+    config["influence"] = inf
+    return config
+
+
 def check_semantics(config: dict, source: str = "config") -> None:
     """Checks a schema cannot express: budgets vs random_10x, heads vs width."""
     sel = config["selection"]
+    if sel["reference_seeds"] and len(sel["reference_seeds"]) != len(config["seeds"]):
+        raise BiopruneError(f"{source}: key selection.reference_seeds: {len(sel['reference_seeds'])} seeds given, "
+                            f"need one per entry of seeds ({len(config['seeds'])}) or none")
+    st = config["stability"]
+    if st["enabled"] and (st["influence_seed"] == config["influence"]["seed"]
+                          or st["reference_seed"] == config["reference"]["seed"]):
+        raise BiopruneError(f"{source}: keys stability.influence_seed / stability.reference_seed must differ from "
+                            "influence.seed / reference.seed (the stage compares two different draws)")
     if "random_10x" in sel["strategies"]:
         for b in sel["budgets"]:
             if b * 10 > 1:
@@ -166,36 +196,61 @@ def ingest_params(config: dict) -> dict:
     return {k: c[k] for k in ("molecule", "ambiguous", "min_length", "max_length", "length_policy", "holdout_fraction")}
 
 
-def reference_params(config: dict) -> dict:
+def reference_params(config: dict, seed: int | None = None) -> dict:
+    """Reference stage: D_sub and the proxy's init are drawn with `seed` (default reference.seed)."""
     r = dict(config["reference"])
+    if seed is not None:
+        r["seed"] = seed
     r["device"] = config["device"]
     return r
 
 
-def influence_params(config: dict, stage: str) -> dict:
-    """Influence settings a stage depends on; per-shard projected sketches do not depend on damping."""
-    i = dict(config["influence"])
-    i["seed"] = config["reference"]["seed"]
-    i["subset_fraction"] = config["reference"]["subset_fraction"]
-    i["device"] = config["device"]
+# which influence keys each stage depends on (so an edit re-runs exactly what it changes)
+_GRADIENT_KEYS = ("estimator", "params", "loss", "reduction", "mask_draws", "batch_size", "pad_to", "paper_exact")
+
+
+def influence_params(config: dict, stage: str, reference_seed: int | None = None,
+                     influence_seed: int | None = None) -> dict:
+    """Influence settings of one stage for one scoring run (reference seed r, influence seed i).
+
+    curvature: what shapes D_sub's gradients; sketch: that plus damping (diag_fisher applies it per
+    shard) or sketch_dim (projected), and normalize; scores: only what the merge applies (projected
+    damping). `seed` is the influence seed (masks, projections), `subset_seed` the reference seed (D_sub).
+    """
+    inf = config["influence"]
+    p = {k: inf[k] for k in _GRADIENT_KEYS}
+    p.update(seed=inf["seed"] if influence_seed is None else influence_seed,
+             subset_seed=config["reference"]["seed"] if reference_seed is None else reference_seed,
+             subset_fraction=config["reference"]["subset_fraction"], device=config["device"])
     if stage == "curvature":
-        i.pop("damping")
-        i.pop("sketch_dim")
-    if stage == "sketch" and i["estimator"] == "projected":
-        i.pop("damping")
-    if stage == "sketch" and i["estimator"] == "diag_fisher":
-        i.pop("sketch_dim")
-        i.pop("subset_fraction")  # reaches the shard through the curvature file
-    return i
+        return p
+    if stage == "sketch":
+        p["normalize"] = inf["normalize"]
+        if inf["estimator"] == "diag_fisher":
+            p["damping"] = inf["damping"]
+        else:
+            p["sketch_dim"] = inf["sketch_dim"]
+        return p
+    if stage == "scores":
+        if inf["estimator"] == "projected":
+            return {"damping": inf["damping"], "relative_damping": inf["relative_damping"],
+                    "leave_one_out": inf["dsub_leave_one_out"]}
+        return {}
+    raise ValueError(f"unknown influence stage {stage!r}")
 
 
 def selection_params(config: dict, strategy: str) -> dict:
+    """Selection settings one strategy depends on."""
     s = config["selection"]
     p = {"strategy": strategy}
     if strategy == "cci":
         p["cci"] = dict(s["cci"])
+    if strategy == "top_influence":
+        p["top_influence"] = dict(s["top_influence"])
     if strategy == "cluster":
         p["cluster"] = dict(s["cluster"])
+    if p.get(strategy, {}).get("stratify_by", "none") != "none":
+        p["length_strata"] = s["length_strata"]
     return p
 
 

@@ -1,8 +1,17 @@
 """Merge per-shard sketches into `scores.h5`: one self-influence score per sequence, higher = more.
 
-diag_fisher: the per-shard files already hold s(z); the merge concatenates them.
-projected: pass 1 builds the k x k empirical Fisher from D_sub's sketches, pass 2 scores
-s(z) = g~^T (F~ + damping I)^-1 g~. Both stream shard by shard: memory O(k^2 + one shard).
+diag_fisher: the per-shard files already hold s(z) = sum_j g_j^2 / (F_j + damping); the merge
+concatenates them.
+projected: pass 1 builds the k x k empirical Fisher F~ from D_sub's sketches, pass 2 scores
+s(z) = g~^T (F~ + lambda I)^-1 g~ with lambda = relative_damping x mean eigenvalue of F~ (the
+curvature's own scale, so the damping means the same at any sketch size or loss scale); with
+relative_damping 0, lambda = the absolute `damping`. A D_sub member is scored against the Fisher of
+D_sub without itself (leave-one-out, exact by Sherman-Morrison: with q = s^T (F~ + lambda)^-1 s and
+m = |D_sub|, s_loo = q / (1 - q/m)), so members and non-members are scored alike; without it a
+member's own sketch shrinks its score (with k >= m and small lambda the score detects membership).
+Both stream shard by shard: memory O(k^2 + one shard).
+normalize "rayleigh": s(z) / g^T g (diag_fisher: the exact gradient's g^T g, stored as grad_sqnorm;
+projected: the sketch's own squared norm), a magnitude-free score; 0 where the gradient is 0.
 """
 from __future__ import annotations
 
@@ -44,32 +53,89 @@ def _projected_fisher(paths: list[str]) -> tuple[np.ndarray, int]:
     return fisher / m, m
 
 
-def merge_scores(paths: list[str], out_path: str, damping: float) -> dict:
-    """Write `scores.h5` (id, score float64, length, loss, grad_sqnorm, in_subset) from shard sketches."""
-    with open_h5(paths[0], "sketches", ["id"]) as f:
-        estimator = str(f.attrs["estimator"])
-        attrs = {k: f.attrs[k] for k in ("params", "loss", "seed", "model_sha256", "molecule")}
+def _sketch_attrs(path: str) -> dict:
+    with open_h5(path, "sketches", ["id"]) as f:
+        return dict(f.attrs)
+
+
+def _attr(a: dict, key: str, default):
+    v = a.get(key, default)
+    return v.item() if hasattr(v, "item") else v
+
+
+def _rayleigh(score: np.ndarray, sqnorm: np.ndarray) -> np.ndarray:
+    return np.divide(score, sqnorm, out=np.zeros_like(score), where=sqnorm > 0)
+
+
+def _leave_one_out(q: np.ndarray, m: int, ids: list[str], path: str) -> np.ndarray:
+    gap = 1.0 - q / m
+    if (gap < 1e-10).any():  # float64 no longer resolves q / (1 - q/m)
+        raise NumericalError(f"scores: leave-one-out score of D_sub member {ids[int(np.argmin(gap))]} is ill-conditioned "
+                             f"({path}); raise influence.relative_damping")
+    return q / gap
+
+
+def merge_scores(paths: list[str], out_path: str, damping: float | None = None,
+                 relative_damping: float | None = None, normalize: str | None = None,
+                 leave_one_out: bool = True) -> dict:
+    """Write `scores.h5` (id, score float64, length, loss, grad_sqnorm, in_subset) from shard sketches.
+
+    damping, relative_damping, normalize: None = the value sketch_shard wrote in the sketch attrs
+    (from InfluenceConfig). For diag_fisher the damping is applied when sketching: a different
+    explicit value is an error. For projected, lambda = relative_damping x mean eigenvalue of the
+    D_sub sketch Fisher, or `damping` when relative_damping is 0; `leave_one_out` (projected only)
+    scores D_sub members without themselves in the Fisher (module doc).
+    """
+    first = _sketch_attrs(paths[0])
+    estimator = str(first["estimator"])
+    keys = ("params", "model_sha256", "molecule", "loss", "reduction", "mask_draws", "paper_exact",
+            "influence_seed", "subset_seed", "subset_fraction")
+    attrs = {k: first[k] for k in keys if k in first}
+    shard_damping = float(_attr(first, "damping", float("nan")))
+    if estimator == "diag_fisher" and damping is not None and not np.isclose(damping, shard_damping, rtol=1e-12, atol=0):
+        raise BiopruneError(f"scores: influence.damping {damping} differs from {shard_damping} used to sketch "
+                            f"{paths[0]}; re-run sketching")
+    damping = shard_damping if damping is None else float(damping)
+    rel = float(_attr(first, "relative_damping", 0.1)) if relative_damping is None else float(relative_damping)
+    normalize = str(_attr(first, "normalize", "none")) if normalize is None else normalize
+    if normalize not in ("none", "rayleigh"):
+        raise BiopruneError(f"config key influence.normalize: {normalize!r} is not one of ('none', 'rayleigh')")
     inv_eig = None
     m = None
+    lam = damping
     if estimator == "projected":
         fisher, m = _projected_fisher(paths)
         evals, evecs = np.linalg.eigh(fisher)
-        inv_eig = (evecs, 1.0 / (np.clip(evals, 0.0, None) + damping))
-        log.info("projected Fisher %dx%d from %d D_sub sketches; eigenvalues %.3g..%.3g",
-                 *fisher.shape, m, evals.min(), evals.max())
+        evals = np.clip(evals, 0.0, None)
+        lam = rel * float(evals.mean()) if rel > 0 else damping
+        if not lam > 0:
+            raise BiopruneError("scores: projected damping is 0 (all D_sub sketches are 0, or "
+                                "influence.relative_damping and influence.damping are both 0)")
+        inv_eig = (evecs, 1.0 / (evals + lam))
+        log.info("projected Fisher %dx%d from %d D_sub sketches; eigenvalues %.3g..%.3g, lambda %.3g",
+                 *fisher.shape, m, evals.min(), evals.max(), lam)
     ids: list[str] = []
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("score", "length", "loss", "grad_sqnorm", "in_subset")}
     for p in paths:
         need = ["id", "length", "loss", "grad_sqnorm", "in_subset"] + (["sketch"] if inv_eig else ["score"])
         with open_h5(p, "sketches", need) as f:
-            if str(f.attrs["estimator"]) != estimator or f.attrs["model_sha256"] != attrs["model_sha256"]:
-                raise BiopruneError(f"{p}: sketched with another estimator or model than {paths[0]}; re-run sketching")
+            for k in ("estimator",) + keys:
+                if k in attrs and not np.array_equal(np.asarray(f.attrs.get(k)), np.asarray(attrs[k])):
+                    raise BiopruneError(f"{p}: sketched with another {k} than {paths[0]}; re-run sketching")
             shard_ids = read_str(f["id"])
             if inv_eig is not None:
-                proj = _finite_sketch(f, p) @ inv_eig[0]
+                sk = _finite_sketch(f, p)
+                proj = sk @ inv_eig[0]
                 score = (proj * proj * inv_eig[1]).sum(1)
+                if leave_one_out:
+                    sub = f["in_subset"][()]
+                    score[sub] = _leave_one_out(score[sub], m, [i for i, b in zip(shard_ids, sub) if b], p)
+                if normalize == "rayleigh":
+                    score = _rayleigh(score, (sk * sk).sum(1))
             else:
                 score = f["score"][()]
+                if normalize == "rayleigh":
+                    score = _rayleigh(score, f["grad_sqnorm"][()])
             for k in ("length", "loss", "grad_sqnorm", "in_subset"):
                 cols[k].append(f[k][()])
         bad = ~np.isfinite(score)
@@ -83,7 +149,9 @@ def merge_scores(paths: list[str], out_path: str, damping: float) -> dict:
         raise BiopruneError("scores: the same id appears in two shards; re-run ingest")
     rho = float(spearmanr(arr["score"], arr["length"]).statistic) if len(ids) > 2 else float("nan")
     rho_norm = float(spearmanr(arr["score"], arr["grad_sqnorm"]).statistic) if len(ids) > 2 else float("nan")
-    with atomic_h5(out_path, "scores", estimator=estimator, damping=damping, sign=SIGN_NOTE,
+    with atomic_h5(out_path, "scores", estimator=estimator, damping=damping, relative_damping=rel,
+                   damping_effective=lam, normalize=normalize, sign=SIGN_NOTE,
+                   dsub_leave_one_out=bool(leave_one_out and estimator == "projected"),
                    spearman_score_length=rho, spearman_score_gradnorm=rho_norm, n=len(ids),
                    n_subset=int(arr["in_subset"].sum()), **attrs) as f:
         write_str(f, "id", ids)
@@ -93,7 +161,7 @@ def merge_scores(paths: list[str], out_path: str, damping: float) -> dict:
         f.create_dataset("grad_sqnorm", data=arr["grad_sqnorm"])
         f.create_dataset("in_subset", data=arr["in_subset"])
     log.info("scores: %d sequences, Spearman(score, length) = %.3f", len(ids), rho)
-    return {"n": len(ids), "spearman_score_length": rho}
+    return {"n": len(ids), "spearman_score_length": rho, "damping_effective": lam}
 
 
 def read_scores(path: str) -> dict:

@@ -1,174 +1,163 @@
-"""Per-sample gradient sketches of linear weights from one batched forward and backward pass.
+"""Per-sample gradient sketches of linear weights from batched forward and backward passes.
 
-For a linear layer y = x W^T, a sample's weight gradient is sum_t gy_t x_t^T (output gradient
-times input activation over its tokens). Forward hooks keep x, tensor hooks keep gy; no
-per-sample backward is ever run. Estimators:
+Per-sample gradients come from hooked factors (bioprune.persample), never a per-sample backward.
+Estimators:
 - diag_fisher: s(z) = sum_j g_j^2 / (F_j + damping), F the diagonal empirical Fisher on D_sub;
 - projected: Kronecker random projection g~ = vec(P_out G P_in^T), applied to the two factors
-  (LoGra-style) so the per-sample gradient is never materialised.
+  (LoGra-style) so the per-sample gradient is never materialised for the sketch.
+Scoring losses (`loss`, per sample, `reduction` "mean" or "sum" over the scored tokens):
+- mlm: one 15% mask seeded by (id, `seed`); mlm_coverage: `mask_draws` = K complementary masks that
+  mask every residue exactly once (batching.coverage_mask_by_id); the per-sample gradient is the mean
+  of the K per-draw gradients over the draws that mask something (min(K, residues) of them), and the
+  reported loss is the same mean; reconstruction: unmasked input = target on every non-pad token
+  (BOS/EOS included); reconstruction_padded: pads counted too (the released code's loss).
+Per-sample gradients of mlm_coverage are summed over draws in memory: B x (weights' size) floats.
+Seeds: `seed` (influence.seed) drives only masks and projections; `subset_seed` (reference.seed)
+and `subset_fraction` only D_sub membership.
 """
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .batching import mask_by_id, pad_batch, per_sample_ce, reconstruction_targets
+from .batching import (REDUCTIONS, coverage_masks_by_id, mask_by_id, pad_batch, per_sample_ce,
+                       reconstruction_targets)
 from .errors import BiopruneError, NumericalError
-from .h5io import atomic_h5, open_h5, read_str, write_str
-from .hashing import in_subset, int_hash
+from .h5io import atomic_h5, open_h5, write_str
+from .hashing import in_subset
 from .models import load_model, model_checksum, pick_device
+from .persample import GradCapture, KroneckerProjector, per_sample_grads, resolve_params  # noqa: F401 (re-exported)
 from .shards import read_shard
 
 log = logging.getLogger(__name__)
-LOSSES = ("mlm", "reconstruction", "reconstruction_padded")
+LOSSES = ("mlm", "mlm_coverage", "reconstruction", "reconstruction_padded")
 ESTIMATORS = ("diag_fisher", "projected")
+NORMALIZE = ("none", "rayleigh")
 
 
 @dataclass
 class InfluenceConfig:
-    """Settings of the influence stage (config section `influence`, plus D_sub from `reference`)."""
+    """Settings of the influence stage (config section `influence`, plus D_sub from `reference`).
+
+    damping: absolute lambda of diag_fisher (paper 1e-8); relative_damping: lambda of projected as a
+    multiple of the mean eigenvalue of the k x k sketch Fisher (0 = use `damping` absolute instead);
+    normalize "rayleigh": score / g^T g (magnitude-free). paper_exact: the loss comes from
+    bioprune.paper.paper_batch_losses (the released code's loss) instead of `loss`/`reduction`.
+    """
 
     estimator: str = "diag_fisher"
     params: list = field(default_factory=lambda: ["lm_head.dense.weight"])
     loss: str = "mlm"
+    reduction: str = "mean"
+    normalize: str = "none"
+    mask_draws: int = 7
     damping: float = 1e-8
+    relative_damping: float = 0.1
     sketch_dim: int = 1024
     batch_size: int = 32
     seed: int = 0
+    subset_seed: int = 0
     subset_fraction: float = 0.1
     pad_to: int = 0
+    paper_exact: bool = False
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        for key, allowed in (("estimator", ESTIMATORS), ("loss", LOSSES), ("reduction", REDUCTIONS),
+                             ("normalize", NORMALIZE)):
+            if getattr(self, key) not in allowed:
+                raise BiopruneError(f"config key influence.{key}: {getattr(self, key)!r} is not one of {allowed}")
+        if int(self.mask_draws) < 1:
+            raise BiopruneError(f"config key influence.mask_draws: {self.mask_draws} must be >= 1")
+        if self.damping < 0 or self.relative_damping < 0:
+            raise BiopruneError("config keys influence.damping / influence.relative_damping must be >= 0")
+        if not 0 < self.subset_fraction <= 1:
+            raise BiopruneError(f"config key reference.subset_fraction: {self.subset_fraction} not in (0, 1]")
 
-def resolve_params(model: torch.nn.Module, params) -> list[str]:
-    """Names of the weight tensors to differentiate; `all_linear` = every nn.Linear the LM loss reaches."""
-    modules = dict(model.named_modules())
-    if params == "all_linear" or params == ["all_linear"]:
-        names = [f"{n}.weight" for n, m in modules.items()
-                 if isinstance(m, torch.nn.Linear) and not n.startswith("contact_head")]
-    else:
-        names = list(params)
-    for name in names:
-        mod_name, _, leaf = name.rpartition(".")
-        if leaf != "weight" or not isinstance(modules.get(mod_name), torch.nn.Linear):
-            linear = [f"{n}.weight" for n, m in modules.items() if isinstance(m, torch.nn.Linear)][:5]
-            raise BiopruneError(
-                f"config key influence.params: {name!r} is not the weight of an nn.Linear in this model "
-                f"(e.g. {', '.join(linear)}, or the word all_linear)"
-            )
-    return names
+    def n_draws(self) -> int:
+        """Forward/backward passes per batch: K for mlm_coverage, else 1."""
+        return int(self.mask_draws) if self.loss == "mlm_coverage" and not self.paper_exact else 1
 
 
-class GradCapture:
-    """Hooks that record input activations and output gradients of chosen linear layers, batch-first."""
+def scoring_attrs(cfg: InfluenceConfig) -> dict:
+    """What defines the per-sample gradient and D_sub, stored in curvature and sketch files."""
+    return dict(loss=cfg.loss, reduction=cfg.reduction, mask_draws=cfg.n_draws(), paper_exact=bool(cfg.paper_exact),
+                influence_seed=cfg.seed, subset_seed=cfg.subset_seed, subset_fraction=cfg.subset_fraction)
 
-    def __init__(self, model: torch.nn.Module, param_names: list[str]):
-        self.modules = {n.rpartition(".")[0]: n for n in param_names}
-        self.x: dict[str, torch.Tensor] = {}
-        self.gy: dict[str, torch.Tensor] = {}
-        self.handles = []
-        for mod in model.modules():
-            # ESM-1b attention (no rotary embedding) may call F.multi_head_attention_forward with the
-            # q/k/v weights directly, bypassing the Linear modules and their hooks: keep the module path
-            if hasattr(mod, "enable_torch_version"):
-                mod.enable_torch_version = False
-        for mod_name, mod in model.named_modules():
-            if mod_name in self.modules:
-                # ESM transformer layers run time-first (T, B, E); the LM head runs batch-first
-                time_first = mod_name.startswith("layers.")
-                self.handles.append(mod.register_forward_hook(self._hook(self.modules[mod_name], time_first)))
 
-    def _hook(self, pname: str, time_first: bool):
-        def fwd(module, inputs, output):
-            x = inputs[0].detach()
-            self.x[pname] = x.transpose(0, 1) if time_first else x
-            if not output.requires_grad:
-                # weights are frozen: the graph starts at the first hooked output, so backward never
-                # runs through layers below it and never forms batch weight gradients
-                output = output.detach().requires_grad_(True)
-
-            def bwd(g):
-                self.gy[pname] = (g.transpose(0, 1) if time_first else g).detach()
-
-            output.register_hook(bwd)
-            # hand the model a copy: ESM scales q in place (q *= scaling), which a leaf or a hooked
-            # tensor must not undergo
-            return output.clone()
-
-        return fwd
-
-    def close(self) -> None:
-        for h in self.handles:
-            h.remove()
+def scoring_inputs(ids: list[str], seqs: list[str], molecule: str, cfg: InfluenceConfig):
+    """[(inputs, targets)] of a batch, one pair per mask draw of the scoring loss."""
+    toks = pad_batch(seqs, molecule, pad_to=cfg.pad_to or None)
+    if cfg.loss == "mlm":
+        return [mask_by_id(toks, ids, molecule, cfg.seed)]
+    if cfg.loss == "mlm_coverage":
+        return coverage_masks_by_id(toks, ids, molecule, cfg.seed, cfg.n_draws())
+    if cfg.loss in ("reconstruction", "reconstruction_padded"):
+        return [(toks, reconstruction_targets(toks, molecule, count_pad=cfg.loss == "reconstruction_padded"))]
+    raise BiopruneError(f"config key influence.loss: {cfg.loss!r} is not one of {LOSSES}")
 
 
 def batch_losses(model, ids: list[str], seqs: list[str], molecule: str, cfg: InfluenceConfig,
-                 device: torch.device) -> torch.Tensor:
-    """Per-sample scoring losses (B,) for one batch, with the graph kept for backward."""
-    toks = pad_batch(seqs, molecule, pad_to=cfg.pad_to or None)
-    if cfg.loss == "mlm":
-        inputs, targets = mask_by_id(toks, ids, molecule, cfg.seed)
-    elif cfg.loss in ("reconstruction", "reconstruction_padded"):
-        inputs, targets = toks, reconstruction_targets(toks, molecule, count_pad=cfg.loss == "reconstruction_padded")
-    else:
-        raise BiopruneError(f"config key influence.loss: {cfg.loss!r} is not one of {LOSSES}")
+                 device: torch.device, draw: int = 0, masked=None) -> torch.Tensor:
+    """Per-sample scoring losses (B,) of mask draw `draw` for one batch, with the graph kept for backward.
+
+    `masked`: the batch's scoring_inputs, when the caller already built them (one build for K draws).
+    """
+    if cfg.paper_exact:
+        try:
+            from .paper import paper_batch_losses
+        except ImportError as e:
+            raise BiopruneError(f"config key influence.paper_exact: bioprune.paper is not available ({e})") from None
+        return paper_batch_losses(model, ids, seqs, molecule, cfg, device)
+    inputs, targets = (masked or scoring_inputs(ids, seqs, molecule, cfg))[draw]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     with autocast:
         logits = model(inputs.to(device))["logits"]
-    return per_sample_ce(logits, targets.to(device))
+    return per_sample_ce(logits, targets.to(device), cfg.reduction)
 
 
-def per_sample_factors(model, capture: GradCapture, ids, seqs, molecule, cfg, device):
-    """Run one batched forward/backward; return per-sample losses and {param: (x, gy)} factors."""
-    losses = batch_losses(model, ids, seqs, molecule, cfg, device)
+def per_sample_factors(model, capture: GradCapture, ids, seqs, molecule, cfg, device, draw: int = 0,
+                       stage: str = "sketch", masked=None):
+    """Run one batched forward/backward (mask draw `draw`); return per-sample losses and {param: (x, gy)}."""
+    losses = batch_losses(model, ids, seqs, molecule, cfg, device, draw, masked)
     bad = ~torch.isfinite(losses)
     if bad.any():
         i = int(bad.nonzero()[0])
-        raise NumericalError(f"influence: non-finite loss for sequence {ids[i]} (stage sketch)")
+        raise NumericalError(f"influence: non-finite loss for sequence {ids[i]} (stage {stage})")
     losses.sum().backward()
     factors = {p: (capture.x[p].float(), capture.gy[p].float()) for p in capture.modules.values()}
     return losses.detach(), factors
 
 
-def per_sample_grads(x: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
-    """Materialise per-sample weight gradients (B, out, in) from the two factors."""
-    return torch.einsum("bto,bti->boi", gy, x)
-
-
-class KroneckerProjector:
-    """Seeded Gaussian projections P_out (k_o x out), P_in (k_i x in) per weight; CPU or CUDA backend.
-
-    The sketch of a sample is vec(P_out G P_in^T) = sum_t (P_out gy_t)(P_in x_t)^T, computed from the
-    factors, so its cost is linear in tokens and never O(out * in) per sample.
-    """
-
-    def __init__(self, shapes: dict[str, tuple[int, int]], sketch_dim: int, seed: int, device: torch.device):
-        self.device = device
-        self.backend = f"torch-{device.type}"
-        per = max(1, sketch_dim // max(1, len(shapes)))
-        self.mats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        for name, (o, i) in shapes.items():
-            ko = min(o, max(1, math.isqrt(per)))
-            ki = min(i, max(1, per // ko))
-            g = torch.Generator().manual_seed(int_hash(name, "projection", seed))
-            p_out = torch.randn(ko, o, generator=g) / math.sqrt(ko)
-            p_in = torch.randn(ki, i, generator=g) / math.sqrt(ki)
-            self.mats[name] = (p_out.to(device), p_in.to(device))
-        self.dim = sum(a.shape[0] * b.shape[0] for a, b in self.mats.values())
-
-    def project(self, factors: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """(B, dim) sketches for a batch of per-sample factors."""
-        parts = []
-        for name, (p_out, p_in) in self.mats.items():
-            x, gy = factors[name]
-            parts.append(torch.einsum("bto,bti->boi", gy @ p_out.T, x @ p_in.T).flatten(1))
-        return torch.cat(parts, 1)
+def averaged_grads(model, capture: GradCapture, ids, seqs, molecule, cfg: InfluenceConfig, device, stage: str,
+                   projector: "KroneckerProjector | None" = None):
+    """Per-sample losses (B,), a function weight name -> per-sample gradients (B, out, in), and the
+    sketches (B, k) or None, each averaged over the loss's mask draws (a sample over the draws that mask
+    at least one of its residues). With one draw a weight's gradients are materialised only when asked."""
+    k = cfg.n_draws()
+    names = list(capture.modules.values())
+    loss_sum, acc, sketch = None, {}, None
+    masked = None if cfg.paper_exact else scoring_inputs(ids, seqs, molecule, cfg)
+    for draw in range(k):
+        losses, factors = per_sample_factors(model, capture, ids, seqs, molecule, cfg, device, draw, stage, masked)
+        if k == 1:
+            sk = projector.project(factors) if projector is not None else None
+            return losses, lambda p: per_sample_grads(*factors[p]), sk
+        loss_sum = losses if loss_sum is None else loss_sum + losses
+        for p in names:
+            g = per_sample_grads(*factors[p])
+            acc[p] = g if p not in acc else acc[p].add_(g)
+        if projector is not None:  # the projection is linear in the gradient: averaging commutes
+            sk = projector.project(factors)
+            sketch = sk if sketch is None else sketch.add_(sk)
+    # draw j of a row with m residues masks something iff j < m (batching.coverage_mask_by_id)
+    active = torch.tensor([max(1, min(k, len(s))) for s in seqs], dtype=torch.float32, device=loss_sum.device)
+    return (loss_sum / active, lambda p: acc[p] / active.view(-1, 1, 1),
+            sketch / active.view(-1, 1) if sketch is not None else None)
 
 
 def _shard_batches(seqs: list[str], batch_size: int):
@@ -196,17 +185,19 @@ def fit_diag_fisher(shard_paths: list[str], model_path: str, out_path: str, cfg:
     t0 = time.time()
     for path in shard_paths:
         ids, seqs, _ = read_shard(path)
-        keep = [k for k, i in enumerate(ids) if in_subset(i, cfg.subset_fraction, cfg.seed)]
+        keep = [k for k, i in enumerate(ids) if in_subset(i, cfg.subset_fraction, cfg.subset_seed)]
         ids = [ids[k] for k in keep]
         seqs = [seqs[k] for k in keep]
         for idx in _shard_batches(seqs, cfg.batch_size):
             b_ids = [ids[k] for k in idx]
-            _, factors = per_sample_factors(model, capture, b_ids, [seqs[k] for k in idx], molecule, cfg, device)
+            _, grad_of, _ = averaged_grads(model, capture, b_ids, [seqs[k] for k in idx], molecule, cfg,
+                                           device, "curvature")
             sq = torch.zeros(len(idx), device=device)
             for n in names:
-                g = per_sample_grads(*factors[n])
-                acc[n] += (g * g).sum(0)
-                sq += (g * g).flatten(1).sum(1)
+                g = grad_of(n)
+                g2 = g * g
+                acc[n] += g2.sum(0)
+                sq += g2.flatten(1).sum(1)
             _check_grads(sq, b_ids, "curvature")
             m += len(idx)
         log.info("curvature: %s done, %d D_sub samples so far (%.1fs)", path, m, time.time() - t0)
@@ -214,8 +205,7 @@ def fit_diag_fisher(shard_paths: list[str], model_path: str, out_path: str, cfg:
     if m == 0:
         raise BiopruneError("curvature: D_sub is empty; raise config key reference.subset_fraction")
     with atomic_h5(out_path, "curvature", estimator="diag_fisher", n_samples=m, params=names,
-                   seed=cfg.seed, subset_fraction=cfg.subset_fraction, loss=cfg.loss,
-                   model_sha256=model_checksum(model)) as f:
+                   model_sha256=model_checksum(model), **scoring_attrs(cfg)) as f:
         for n in names:
             f.create_dataset(n, data=(acc[n] / m).cpu().numpy())
     return {"n_samples": m}
@@ -232,12 +222,28 @@ def _load_for_scoring(model_path: str, shard_path: str, device: torch.device):
     return model, molecule
 
 
+def _inverse_curvature(path: str, names: list[str], cfg: InfluenceConfig, sha: str, device) -> dict:
+    """1 / (F + damping) per weight, after checking the curvature was fitted for this model and loss."""
+    with open_h5(path, "curvature", names) as f:
+        want = dict(scoring_attrs(cfg), model_sha256=sha)
+        for key, value in want.items():
+            if key in f.attrs and f.attrs[key] != value:
+                raise BiopruneError(f"{path}: curvature fitted with {key}={f.attrs[key]!r}, this sketch uses "
+                                    f"{value!r} (config key influence/reference); re-run the curvature stage")
+        return {p: 1.0 / (torch.from_numpy(f[p][()]).to(device) + cfg.damping) for p in names}
+
+
 def sketch_shard(shard_path: str, model_path: str, out_path: str, cfg: InfluenceConfig,
                  curvature_path: str | None = None) -> dict:
-    """Score (diag_fisher) or sketch (projected) every sequence of one shard into an HDF5 file."""
+    """Score (diag_fisher) or sketch (projected) every sequence of one shard into an HDF5 file.
+
+    Datasets: id, length, loss, grad_sqnorm (g^T g of the exact averaged gradient), in_subset, and
+    score (diag_fisher, unnormalised: `normalize` is applied by scores.merge_scores) or sketch (projected).
+    """
     device = pick_device(cfg.device)
     model, molecule = _load_for_scoring(model_path, shard_path, device)
     names = resolve_params(model, cfg.params)
+    sha = model_checksum(model)
     ids, seqs, _ = read_shard(shard_path)
     n = len(ids)
     inv = None
@@ -245,13 +251,11 @@ def sketch_shard(shard_path: str, model_path: str, out_path: str, cfg: Influence
     if cfg.estimator == "diag_fisher":
         if curvature_path is None:
             raise BiopruneError("influence.estimator diag_fisher needs the curvature file")
-        with open_h5(curvature_path, "curvature", names) as f:
-            inv = {p: 1.0 / (torch.from_numpy(f[p][()]).to(device) + cfg.damping) for p in names}
-    elif cfg.estimator == "projected":
+        inv = _inverse_curvature(curvature_path, names, cfg, sha, device)
+    else:
         params = dict(model.named_parameters())
         projector = KroneckerProjector({p: tuple(params[p].shape) for p in names}, cfg.sketch_dim, cfg.seed, device)
-    else:
-        raise BiopruneError(f"config key influence.estimator: {cfg.estimator!r} is not one of {ESTIMATORS}")
+
     capture = GradCapture(model, names)
     loss = np.zeros(n)
     sqnorm = np.zeros(n)
@@ -261,11 +265,12 @@ def sketch_shard(shard_path: str, model_path: str, out_path: str, cfg: Influence
     done = 0
     for idx in _shard_batches(seqs, cfg.batch_size):
         b_ids = [ids[k] for k in idx]
-        losses, factors = per_sample_factors(model, capture, b_ids, [seqs[k] for k in idx], molecule, cfg, device)
+        losses, grad_of, sk = averaged_grads(model, capture, b_ids, [seqs[k] for k in idx], molecule, cfg,
+                                             device, "sketch", projector)
         sq = torch.zeros(len(idx), device=device, dtype=torch.float64)
         sc = torch.zeros(len(idx), device=device, dtype=torch.float64)
         for p in names:
-            g = per_sample_grads(*factors[p])
+            g = grad_of(p)
             g2 = (g * g).flatten(1)
             sq += g2.sum(1).double()
             if inv is not None:
@@ -276,16 +281,16 @@ def sketch_shard(shard_path: str, model_path: str, out_path: str, cfg: Influence
         if score is not None:
             score[idx] = sc.cpu().numpy()
         if sketch is not None:
-            sketch[idx] = projector.project(factors).cpu().numpy()
+            sketch[idx] = sk.cpu().numpy()
         done += len(idx)
         if done % (cfg.batch_size * 50) < cfg.batch_size:
             log.info("sketch %s: %d/%d sequences (%.1f seq/s)", shard_path, done, n, done / (time.time() - t0))
     capture.close()
-    in_sub = np.array([in_subset(i, cfg.subset_fraction, cfg.seed) for i in ids], dtype=bool)
-    attrs = dict(estimator=cfg.estimator, params=names, loss=cfg.loss, seed=cfg.seed,
-                 damping=cfg.damping if inv is not None else float("nan"), molecule=molecule,
-                 model_sha256=model_checksum(model), config=str(asdict(cfg)),
-                 projector=projector.backend if projector else "none")
+    in_sub = np.array([in_subset(i, cfg.subset_fraction, cfg.subset_seed) for i in ids], dtype=bool)
+    attrs = dict(estimator=cfg.estimator, params=names, normalize=cfg.normalize,
+                 damping=cfg.damping if inv is not None else float("nan"),
+                 relative_damping=cfg.relative_damping, molecule=molecule, model_sha256=sha,
+                 config=str(asdict(cfg)), projector=projector.backend if projector else "none", **scoring_attrs(cfg))
     with atomic_h5(out_path, "sketches", **attrs) as f:
         write_str(f, "id", ids)
         f.create_dataset("length", data=np.array([len(s) for s in seqs], dtype=np.int32))

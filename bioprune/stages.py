@@ -54,10 +54,27 @@ def sketch(shard: str, model: str, out: str, params: dict, curvature: str | None
     sketch_shard(shard, model, out, _influence_cfg(params), curvature)
 
 
-def scores(sketches: list[str], out: str, damping: float) -> None:
+def scores(sketches: list[str], out: str, params: dict) -> None:
+    """Merge shard sketches; params = what the merge applies (projected: damping, relative_damping,
+    leave_one_out); diag_fisher scores were finished per shard, so params is empty there."""
     from .scores import merge_scores
 
-    merge_scores(sketches, out, damping)
+    merge_scores(sketches, out, **params)
+
+
+def copy_file(src: str, dst: str) -> None:
+    """Copy a finished output to a stable name atomically (results/influence/scores.h5)."""
+    import shutil
+
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def stability(primary: str, influence_seed: str, reference_seed: str, selections: dict[str, str],
+              out_csv: str, out_png: str, budgets: list[float]) -> None:
+    from .stability import run_stability
+
+    run_stability(primary, influence_seed, reference_seed, selections, out_csv, out_png, budgets)
 
 
 def cluster(shards: list[str], out: str, params: dict, threads: int = 1) -> None:
@@ -83,10 +100,12 @@ def select(scores_path: str, shards: list[str], out: str, fasta: str, params: di
 
     sc = read_scores(scores_path)
     reps = open(representatives).read().split() if representatives else None
-    chosen = _select(params["strategy"], sc, budget, seed, params.get("cci"), reps)
+    chosen = _select(params["strategy"], sc, budget, seed, params.get("cci"), reps,
+                     top_influence=params.get("top_influence"), length_strata=params.get("length_strata", 10))
     ids, seqs = load_sequences(shards, set(chosen))
     seq_of = dict(zip(ids, seqs))
     attrs = {"strategy": params["strategy"], "budget": budget, "seed": seed, "pool_size": len(sc["id"]),
+             "scores": scores_path, "reference_seed": int(sc["attrs"].get("subset_seed", -1)),
              "parameters": json.dumps(params, sort_keys=True)}
     write_selection(out, fasta, chosen, seq_of, **attrs)
     log.info("select %s budget %g seed %d: %d of %d sequences", params["strategy"], budget, seed, len(chosen), len(sc["id"]))

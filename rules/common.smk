@@ -45,6 +45,8 @@ wildcard_constraints:
     model_strategy="|".join(["top_influence", "cci", "random", "random_10x", "grad_norm", "cluster", "full"]),
     budget=r"[0-9.e-]+",
     seed=r"\d+",
+    rseed=r"\d+",
+    iseed=r"\d+",
 
 
 def local_threads():
@@ -61,8 +63,19 @@ def shard_files():
     return gather.shards(f"{R}/shards/{{scatteritem}}.h5")
 
 
-def sketch_files():
-    return gather.shards(f"{R}/sketches/{{scatteritem}}.h5")
+# (reference seed, influence seed) of the primary scoring run: what results/influence/scores.h5 holds
+PRIMARY = (config["reference"]["seed"], config["influence"]["seed"])
+REFERENCE_SEEDS = config["selection"]["reference_seeds"]
+STABILITY = config["stability"]
+INFLUENCE_STRATEGIES = {"top_influence", "cci", "grad_norm"}
+
+
+def score_file(rseed, iseed):
+    return f"{R}/influence/ref{rseed}_inf{iseed}/scores.h5"
+
+
+def sketch_files(wildcards):
+    return gather.shards(f"{R}/sketches/ref{wildcards.rseed}_inf{wildcards.iseed}/{{scatteritem}}.h5")
 
 
 def reference_inputs(wildcards):
@@ -71,17 +84,37 @@ def reference_inputs(wildcards):
 
 
 def sketch_inputs(wildcards):
-    d = {"shard": f"{R}/shards/{wildcards.scatteritem}.h5", "model": f"{R}/reference/model.pt"}
+    d = {"shard": f"{R}/shards/{wildcards.scatteritem}.h5", "model": f"{R}/reference/seed{wildcards.rseed}/model.pt"}
     if ESTIMATOR == "diag_fisher":
-        d["curvature"] = f"{R}/curvature/diag_fisher.h5"
+        d["curvature"] = f"{R}/curvature/ref{wildcards.rseed}_inf{wildcards.iseed}.h5"
     return d
+
+
+def selection_scores(strategy, seed):
+    """Scores a selection reads: with selection.reference_seeds, seed i of an influence strategy uses
+    the scores of its own reference model (reference_seeds[i]); otherwise the primary scores. Random
+    and cluster baselines only need the pool's ids, from the primary scores."""
+    if REFERENCE_SEEDS and strategy in INFLUENCE_STRATEGIES:
+        return score_file(REFERENCE_SEEDS[SEEDS.index(int(seed))], PRIMARY[1])
+    return score_file(*PRIMARY)
 
 
 def selection_inputs(wildcards):
-    d = {"scores": f"{R}/influence/scores.h5", "shards": shard_files()}
+    d = {"scores": selection_scores(wildcards.strategy, wildcards.seed), "shards": shard_files()}
     if wildcards.strategy == "cluster":
         d["representatives"] = f"{R}/selection/cluster_representatives.txt"
     return d
+
+
+def stability_inputs(wildcards):
+    """Primary scores, a rescoring with another influence.seed, one with another reference.seed, and
+    the first seed's selections (for their composition by source)."""
+    return {
+        "primary": score_file(*PRIMARY),
+        "influence_seed": score_file(PRIMARY[0], STABILITY["influence_seed"]),
+        "reference_seed": score_file(STABILITY["reference_seed"], PRIMARY[1]),
+        "selections": list(plot_selections().values()),
+    }
 
 
 def model_ids():
@@ -130,6 +163,8 @@ def all_targets():
         f"{R}/benchmark/versions.csv",
         f"{R}/plots/score_histogram.png",
         f"{R}/plots/score_vs_length.png",
+        *([f"{R}/influence/stability.csv", f"{R}/plots/stability.png"] if STABILITY["enabled"] else []),
+        f"{R}/influence/scores.h5",
         f"{R}/plots/metrics.png",
         f"{R}/plots/training_curves.png",
     ]

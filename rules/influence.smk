@@ -1,18 +1,23 @@
+# Scoring runs per (reference seed r, influence seed i): r draws D_sub and the reference model's init,
+# i draws the scoring pass's masks and projections. The primary run is (reference.seed, influence.seed);
+# selection.reference_seeds and the stability stage add other pairs (see score_runs() in common.smk).
+
+
 rule reference:
     input:
         unpack(reference_inputs),
     output:
-        model=f"{R}/reference/model.pt",
-        curves=f"{R}/reference/curves.h5",
+        model=f"{R}/reference/seed{{rseed}}/model.pt",
+        curves=f"{R}/reference/seed{{rseed}}/curves.h5",
     params:
-        reference=reference_params(config),
+        reference=lambda w: reference_params(config, int(w.rseed)),
     threads: local_threads()
     resources:
         gpu=GPU,
     log:
-        f"{R}/logs/reference.log",
+        f"{R}/logs/reference/seed{{rseed}}.log",
     benchmark:
-        f"{R}/benchmarks/reference.tsv"
+        f"{R}/benchmarks/reference/seed{{rseed}}.tsv"
     conda:
         "../envs/torch.yaml"
     script:
@@ -22,18 +27,18 @@ rule reference:
 rule curvature:
     input:
         shards=shard_files(),
-        model=f"{R}/reference/model.pt",
+        model=f"{R}/reference/seed{{rseed}}/model.pt",
     output:
-        f"{R}/curvature/diag_fisher.h5",
+        f"{R}/curvature/ref{{rseed}}_inf{{iseed}}.h5",
     params:
-        influence=influence_params(config, "curvature"),
+        influence=lambda w: influence_params(config, "curvature", int(w.rseed), int(w.iseed)),
     threads: local_threads()
     resources:
         gpu=GPU,
     log:
-        f"{R}/logs/curvature.log",
+        f"{R}/logs/curvature/ref{{rseed}}_inf{{iseed}}.log",
     benchmark:
-        f"{R}/benchmarks/curvature.tsv"
+        f"{R}/benchmarks/curvature/ref{{rseed}}_inf{{iseed}}.tsv"
     conda:
         "../envs/torch.yaml"
     script:
@@ -44,15 +49,15 @@ rule sketch:
     input:
         unpack(sketch_inputs),
     output:
-        f"{R}/sketches/{{scatteritem}}.h5",
+        f"{R}/sketches/ref{{rseed}}_inf{{iseed}}/{{scatteritem}}.h5",
     params:
-        influence=influence_params(config, "sketch"),
+        influence=lambda w: influence_params(config, "sketch", int(w.rseed), int(w.iseed)),
     resources:
         gpu=GPU,
     log:
-        f"{R}/logs/sketch/{{scatteritem}}.log",
+        f"{R}/logs/sketch/ref{{rseed}}_inf{{iseed}}/{{scatteritem}}.log",
     benchmark:
-        f"{R}/benchmarks/sketch/{{scatteritem}}.tsv"
+        f"{R}/benchmarks/sketch/ref{{rseed}}_inf{{iseed}}/{{scatteritem}}.tsv"
     conda:
         "../envs/torch.yaml"
     script:
@@ -61,15 +66,54 @@ rule sketch:
 
 rule scores:
     input:
-        sketch_files(),
+        sketch_files,
     output:
-        f"{R}/influence/scores.h5",
+        f"{R}/influence/ref{{rseed}}_inf{{iseed}}/scores.h5",
     params:
-        damping=config["influence"]["damping"],
-        estimator=ESTIMATOR,
+        merge=lambda w: influence_params(config, "scores", int(w.rseed), int(w.iseed)),
     log:
-        f"{R}/logs/scores.log",
+        f"{R}/logs/scores/ref{{rseed}}_inf{{iseed}}.log",
     conda:
         "../envs/core.yaml"
     script:
         "../workflow_scripts/scores.py"
+
+
+rule primary_scores:
+    input:
+        f"{R}/influence/ref{PRIMARY[0]}_inf{PRIMARY[1]}/scores.h5",
+    output:
+        f"{R}/influence/scores.h5",
+    log:
+        f"{R}/logs/scores/primary.log",
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/copy_file.py"
+
+
+rule stability:
+    input:
+        unpack(stability_inputs),
+    output:
+        csv=report(
+            f"{R}/influence/stability.csv",
+            caption="../report/stability.rst",
+            category="Influence",
+            labels={"figure": "stability table"},
+        ),
+        png=report(
+            f"{R}/plots/stability.png",
+            caption="../report/stability.rst",
+            category="Influence",
+            labels={"figure": "stability"},
+        ),
+    params:
+        budgets=config["selection"]["budgets"],
+        names=lambda w: list(plot_selections().keys()),
+    log:
+        f"{R}/logs/stability.log",
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/stability.py"

@@ -150,3 +150,24 @@ def test_one_yaml_one_resolved_config_in_snakemake_and_cli(tmp_path):
     assert from_smk == yaml.safe_load(cli.stdout)
     assert from_smk["seeds"] == [0, 2] and from_smk["reference"]["lr"] == 0.004
     assert from_smk["reference"]["epochs"] == 10  # schema default, not the demo's 6
+
+
+def test_paper_exact_sets_the_official_influence_keys_and_refuses_contradictions(tmp_path):
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({**USER, "influence": {"paper_exact": True}}))
+    inf = resolve_config([tmp_path / "p.yaml"])["influence"]
+    assert (inf["loss"], inf["pad_to"], inf["damping"], inf["normalize"], inf["params"]) == (
+        "reconstruction_padded", 1024, 1e-8, "none", ["lm_head.dense.weight"])
+    with pytest.raises(BiopruneError, match="influence.loss.*contradicts influence.paper_exact"):
+        resolve_config([tmp_path / "p.yaml"], {"influence": {"loss": "mlm"}})
+
+
+def test_stage_params_carry_the_seed_each_stage_depends_on():
+    cfg = resolve_config(None)
+    a = influence_params(cfg, "sketch", 0, 0)
+    b = influence_params(cfg, "sketch", 0, 1)
+    c = influence_params(cfg, "sketch", 1, 0)
+    assert (a["seed"], a["subset_seed"]) == (0, 0) and (b["seed"], b["subset_seed"]) == (1, 0)
+    assert (c["seed"], c["subset_seed"]) == (0, 1) and a["subset_fraction"] == cfg["reference"]["subset_fraction"]
+    assert "damping" not in influence_params(cfg, "curvature", 0, 0)
+    with pytest.raises(BiopruneError, match="selection.reference_seeds"):
+        resolve_config(None, {"selection": {"reference_seeds": [0]}})

@@ -2,4 +2,4 @@ from bioprune import stages
 from bioprune.smk import run_script
 
 sm = snakemake  # noqa: F821
-run_script(sm, lambda: stages.scores(list(sm.input), sm.output[0], sm.params.damping))
+run_script(sm, lambda: stages.scores(list(sm.input), sm.output[0], sm.params.merge))
