@@ -20,6 +20,7 @@ scattergather:
 
 
 include: "rules/ingest.smk"
+include: "rules/leakage.smk"
 include: "rules/influence.smk"
 include: "rules/selection.smk"
 include: "rules/pretrain.smk"

@@ -239,6 +239,17 @@ def influence_params(config: dict, stage: str, reference_seed: int | None = None
     raise ValueError(f"unknown influence stage {stage!r}")
 
 
+def leakage_params(config: dict) -> dict:
+    return {**config["leakage"], "molecule": config["corpus"]["molecule"]}
+
+
+def split_params(config: dict) -> dict:
+    """What a stored probe split depends on (not max_eval: the split covers the whole evaluation set)."""
+    b = config["benchmark"]
+    return {"molecule": config["corpus"]["molecule"], "split_identity": b["split_identity"],
+            "split_coverage": b["split_coverage"], "test_families": b["test_families"]}
+
+
 def selection_params(config: dict, strategy: str) -> dict:
     """Selection settings one strategy depends on."""
     s = config["selection"]
@@ -254,6 +265,15 @@ def selection_params(config: dict, strategy: str) -> dict:
     return p
 
 
+def full_seeds(config: dict) -> list[int]:
+    """Seeds of the full-pool model: the first pretrain.full_seeds seeds (all when null)."""
+    p = config["pretrain"]
+    if not p["include_full"]:
+        return []
+    n = p["full_seeds"]
+    return list(config["seeds"]) if n is None else list(config["seeds"])[:n]
+
+
 def pretrain_params(config: dict) -> dict:
     p = dict(config["pretrain"])
     p.pop("include_full")
@@ -265,6 +285,27 @@ def pretrain_params(config: dict) -> dict:
 def benchmark_params(config: dict) -> dict:
     b = dict(config["benchmark"])
     b.pop("rnafold")
+    b.pop("nearest_neighbour")
+    b["split_dir"] = f"{config['results']}/benchmark/splits"
     b["molecule"] = config["corpus"]["molecule"]
     b["device"] = config["device"]
     return b
+
+
+def schema_markdown() -> str:
+    """The README's configuration table (key | default | meaning), generated from the schema so the
+    two cannot drift apart (tests/test_config.py compares them)."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+
+    def walk(props: dict, prefix: str = "", required=()):
+        for k, v in props.items():
+            if v.get("type") == "object" and "properties" in v:
+                walk(v["properties"], f"{prefix}{k}.", v.get("required", []))
+                continue
+            default = "required" if k in required else \
+                f"`{yaml.safe_dump(v.get('default'), default_flow_style=True).strip().removesuffix('...').strip()}`"
+            desc = " ".join(str(v.get("description", "")).split()).replace("|", "\\|")
+            rows.append(f"| `{prefix}{k}` | {default} | {desc} |")
+
+    walk(_schema()["properties"])
+    return "\n".join(rows) + "\n"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import matplotlib
@@ -11,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .errors import BiopruneError  # noqa: E402
 from .h5io import atomic_path, open_h5  # noqa: E402
-from .metrics import mean_ci  # noqa: E402
 from .scores import read_scores  # noqa: E402
 from .selections import read_selection  # noqa: E402
 
@@ -25,20 +26,103 @@ def write_csv(df: pd.DataFrame, path: str) -> None:
         df.to_csv(tmp, index=False)
 
 
+def read_metrics(metric_files: list[str]) -> pd.DataFrame:
+    """Concatenate per-model metrics CSVs; a missing file, an unreadable CSV, a missing column, a
+    non-numeric value or a row given twice raises BiopruneError naming the file (and column)."""
+    if not metric_files:
+        raise BiopruneError("aggregate: no metrics files given")
+    frames = []
+    for f in metric_files:
+        if not Path(f).is_file():
+            raise BiopruneError(f"{f}: metrics file not found")
+        try:
+            d = pd.read_csv(f)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+            raise BiopruneError(f"{f}: not a readable metrics CSV ({str(e).splitlines()[0]})") from None
+        missing = [c for c in COLUMNS if c not in d.columns]
+        if missing:
+            raise BiopruneError(f"{f}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
+        for c in ("value", "seed"):
+            num = pd.to_numeric(d[c], errors="coerce")
+            bad = num.isna() & d[c].notna()
+            if bad.any():
+                raise BiopruneError(f"{f}: column {c}: non-numeric value {d[c][bad].iloc[0]!r} in row {int(bad.idxmax()) + 2}")
+            d[c] = num
+        frames.append(d[COLUMNS].assign(_file=str(f)))
+    df = pd.concat(frames, ignore_index=True)
+    key = ["strategy", "budget", "seed", "task", "metric"]
+    dup = df[df.duplicated(key, keep=False)]
+    if len(dup):
+        r = dup.iloc[0]
+        files = sorted(set(dup[(dup[key] == r[key]).all(axis=1)]["_file"]))
+        raise BiopruneError(f"{', '.join(files)}: row {r.strategy} {r.budget} seed {r.seed} {r.task} {r.metric} given twice")
+    return df.drop(columns="_file")
+
+
 def aggregate(metric_files: list[str], summary: str, table: str) -> pd.DataFrame:
-    """summary.csv = every row; table.csv = mean and 95% CI per strategy, budget, task and metric."""
-    frames = [pd.read_csv(f) for f in metric_files]
-    df = pd.concat(frames, ignore_index=True)[COLUMNS]
+    """summary.csv = every row; table.csv = per strategy, budget, task and metric: n, mean, 95% t-interval
+    (NaN for one seed) and the paired differences to random and random_10x at the same budget
+    (bioprune.benchmarks.stats)."""
+    from .benchmarks.stats import summarise
+
+    df = read_metrics(metric_files)
     df = df.sort_values(["task", "metric", "strategy", "budget", "seed"], kind="stable")
     write_csv(df, summary)
-    rows = []
-    for (s, b, t, m), g in df.groupby(["strategy", "budget", "task", "metric"], sort=True, dropna=False):
-        mean, lo, hi = mean_ci(g["value"].to_numpy())
-        rows.append({"strategy": s, "budget": b, "task": t, "metric": m, "mean": mean, "ci95_low": lo,
-                     "ci95_high": hi, "n_seeds": len(g)})
-    tab = pd.DataFrame(rows)
+    tab = summarise(df)
     write_csv(tab, table)
     return tab
+
+
+SCORING_STAGES = ("reference", "curvature", "sketch", "scores")
+SELECTION_STAGES = {"top_influence": SCORING_STAGES, "cci": SCORING_STAGES, "grad_norm": SCORING_STAGES,
+                    "cluster": ("cluster",)}
+MODEL_LABEL = re.compile(r"^(?P<strategy>[a-z0-9_]+?)_(?P<budget>[0-9.e+-]+)_seed(?P<seed>[0-9]+)$")
+LEDGER_COLUMNS = ["strategy", "budget", "seed", "scoring_s", "select_s", "pretrain_s", "benchmark_s", "total_s",
+                  "scoring_flops", "pretrain_flops"]
+
+
+def benchmark_seconds(path: str) -> float:
+    """Wall seconds in a Snakemake `benchmark:` TSV (mean over repeats)."""
+    if not Path(path).is_file():
+        raise BiopruneError(f"{path}: benchmark file not found")
+    d = pd.read_csv(path, sep="\t")
+    if "s" not in d.columns or d.empty:
+        raise BiopruneError(f"{path}: missing column s (not a Snakemake benchmark file)")
+    return float(d["s"].mean())
+
+
+def ledger(benchmark_tsvs: dict[str, str], flops: dict[str, float] | None = None) -> pd.DataFrame:
+    """Compute per model arm. Keys are `<stage>` or `<stage>/<label>` (the benchmark file's path under
+    the benchmarks folder); a label `<strategy>_<budget>_seed<n>` ties select, pretrain and benchmark
+    runs to an arm, other labels (shards) are instances of a shared stage and are summed. Each arm is
+    charged the shared stages its strategy needs in full (influence strategies: reference, curvature,
+    sketch, scores; cluster: cluster), since each would need them alone. `flops` uses the same keys."""
+    flops = flops or {}
+    shared: dict[str, list[float]] = {}
+    arms: dict[tuple, dict[str, float]] = {}
+    for key, path in benchmark_tsvs.items():
+        stage, _, label = key.partition("/")
+        sec, fl = benchmark_seconds(path), flops.get(key, 0.0)
+        m = MODEL_LABEL.match(label)
+        if m and stage in ("select", "pretrain", "benchmark"):
+            arm = arms.setdefault((m["strategy"], float(m["budget"]), int(m["seed"])), {})
+            arm[f"{stage}_s"] = arm.get(f"{stage}_s", 0.0) + sec
+            arm[f"{stage}_flops"] = arm.get(f"{stage}_flops", 0.0) + fl
+        else:
+            acc = shared.setdefault(stage, [0.0, 0.0])
+            acc[0] += sec
+            acc[1] += fl
+    rows = []
+    for (strategy, budget, seed), arm in sorted(arms.items()):
+        need = SELECTION_STAGES.get(strategy, ())
+        r = {"strategy": strategy, "budget": budget, "seed": seed,
+             "scoring_s": sum(shared.get(s, [0.0])[0] for s in need), "select_s": arm.get("select_s", 0.0),
+             "pretrain_s": arm.get("pretrain_s", 0.0), "benchmark_s": arm.get("benchmark_s", 0.0),
+             "scoring_flops": sum(shared.get(s, [0.0, 0.0])[1] for s in need),
+             "pretrain_flops": arm.get("pretrain_flops", 0.0)}
+        r["total_s"] = r["scoring_s"] + r["select_s"] + r["pretrain_s"] + r["benchmark_s"]
+        rows.append(r)
+    return pd.DataFrame(rows, columns=LEDGER_COLUMNS)
 
 
 def _save(fig, path: str) -> None:
@@ -77,7 +161,8 @@ DIAGNOSTIC_METRICS = ("n_test", "threshold")
 
 def plot_metrics(table_path: str, out: str) -> None:
     """One panel per (task, metric): mean and 95% CI per strategy and budget (points, not bars from
-    zero, so small differences stay visible); the RNAfold reference is drawn as a dashed line."""
+    zero, so small differences stay visible); the RNAfold and nearest-neighbour references are
+    drawn as dashed lines; budgets with several values are joined per strategy (a pruning curve)."""
     tab = pd.read_csv(table_path)
     tab = tab[~tab["metric"].isin(DIAGNOSTIC_METRICS)]
     keys = list(tab.groupby(["task", "metric"]).groups)
@@ -85,16 +170,44 @@ def plot_metrics(table_path: str, out: str) -> None:
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False)
     for ax, (task, metric) in zip(axes[0], keys):
         g = tab[(tab.task == task) & (tab.metric == metric)]
-        ref = g[g.strategy == "rnafold"]
-        g = g[g.strategy != "rnafold"].reset_index(drop=True)
-        labels = [f"{s}\n{b:g}" for s, b in zip(g.strategy, g.budget)]
+        refs = {"rnafold": ("RNAfold MFE", "tab:red"), "nearest_neighbour": ("nearest neighbour", "tab:green")}
+        ref = g[g.strategy.isin(list(refs))]
+        g = g[~g.strategy.isin(list(refs))].reset_index(drop=True)
+        budgets = pd.to_numeric(g["budget"], errors="coerce")
+        labels = [f"{s}\n{b:g}" for s, b in zip(g.strategy, budgets)]
         err = np.vstack([g["mean"] - g["ci95_low"], g["ci95_high"] - g["mean"]])
+        err = np.nan_to_num(err)  # one-seed rows have no interval: a bare point
         ax.errorbar(range(len(g)), g["mean"], yerr=err, fmt="o", capsize=3, color="tab:blue")
         for _, r in ref.iterrows():
-            ax.axhline(r["mean"], ls="--", color="tab:red", label="RNAfold MFE")
+            name, color = refs[r["strategy"]]
+            ax.axhline(r["mean"], ls="--", color=color, label=name)
+        if len(ref):
             ax.legend(fontsize=6)
         ax.set_xticks(range(len(g)), labels, rotation=60, fontsize=6)
         ax.set_title(f"{task}: {metric}", fontsize=8)
+    _save(fig, out)
+
+
+def plot_pruning_curves(table_path: str, out: str) -> None:
+    """Metric vs budget per strategy (log budget axis), one panel per (task, metric): the figure a
+    pruning study leads with. random_10x is drawn at ten times its nominal budget (what it holds)."""
+    tab = pd.read_csv(table_path)
+    tab = tab[~tab["metric"].isin(DIAGNOSTIC_METRICS)]
+    tab = tab[~tab.strategy.isin(["rnafold", "nearest_neighbour", "full"])].copy()
+    tab["size"] = pd.to_numeric(tab["budget"], errors="coerce") * np.where(tab.strategy == "random_10x", 10, 1)
+    keys = list(tab.groupby(["task", "metric"]).groups)
+    n = max(1, len(keys))
+    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.4), squeeze=False)
+    for ax, (task, metric) in zip(axes[0], keys):
+        g = tab[(tab.task == task) & (tab.metric == metric)]
+        for strategy, h in g.groupby("strategy"):
+            h = h.sort_values("size")
+            err = np.nan_to_num(np.vstack([h["mean"] - h["ci95_low"], h["ci95_high"] - h["mean"]]))
+            ax.errorbar(h["size"], h["mean"], yerr=err, marker="o", capsize=2, lw=1, label=strategy)
+        ax.set_xscale("log")
+        ax.set_xlabel("fraction of the pool pretrained on", fontsize=7)
+        ax.set_title(f"{task}: {metric}", fontsize=8)
+        ax.legend(fontsize=5)
     _save(fig, out)
 
 

@@ -27,6 +27,31 @@ def ingest(fasta: str, shards: list[str], holdout: str, stats: str, params: dict
     _ingest(fasta, shards, holdout, IngestOptions(**params), stats)
 
 
+def leakage_gate(raw_shards: list[str], eval_files: list[str], out_shards: list[str], excluded: str, report: str,
+                 params: dict, threads: int = 1) -> None:
+    """Drop pool sequences that near-copy an evaluation sequence; params = leakage_params(config)."""
+    from .leakage import filter_shards, run_gate, write_gate
+
+    if params["enabled"]:
+        run_gate(raw_shards, eval_files, excluded, report, {**params, "threads": threads})
+    else:
+        write_gate(set(), [], excluded, report)
+        log.warning("leakage gate disabled (leakage.enabled: false): evaluation near-copies stay in the pool")
+    filter_shards(raw_shards, out_shards, excluded)
+
+
+def probe_split(task: str, eval_path: str, out: str, params: dict, threads: int = 1) -> None:
+    from .benchmarks.splits import build_split
+
+    build_split(task, eval_path, out, params, threads)
+
+
+def nearest_neighbour(out: str, params: dict) -> None:
+    from .benchmarks import nearest_neighbour_reference
+
+    write_metrics(out, "nearest_neighbour", "", 0, nearest_neighbour_reference(params))
+
+
 def reference(shards: list[str], model: str, curves: str, params: dict) -> None:
     from .reference import build_reference
 

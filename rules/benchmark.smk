@@ -3,6 +3,7 @@ rule benchmark:
         model=f"{R}/models/{{model_strategy}}_{{budget}}_seed{{seed}}/model.pt",
         holdout=f"{R}/shards/holdout.h5",
         evals=eval_files(),
+        splits=split_files(),
     output:
         f"{R}/metrics/{{model_strategy}}_{{budget}}_seed{{seed}}.csv",
     params:
@@ -67,6 +68,7 @@ rule plot_results:
         curves=list(curve_files().values()),
     output:
         metrics=report(f"{R}/plots/metrics.png", caption="../report/metrics.rst", category="Benchmarks"),
+        pruning=report(f"{R}/plots/pruning_curves.png", caption="../report/pruning_curves.rst", category="Benchmarks"),
         curves=report(f"{R}/plots/training_curves.png", caption="../report/curves.rst", category="Pretraining"),
     params:
         names=list(curve_files().keys()),

@@ -11,6 +11,9 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 from bioprune.config import (  # noqa: E402
     DEMO_CONFIG,
     benchmark_params,
+    full_seeds,
+    leakage_params,
+    split_params,
     dump_resolved,
     influence_params,
     ingest_params,
@@ -37,7 +40,7 @@ ESTIMATOR = config["influence"]["estimator"]
 MOLECULE = config["corpus"]["molecule"]
 # GPU stages declare gpu=1 unless the config pins the CPU (then no GPU is requested from SLURM)
 GPU = 0 if config["device"] == "cpu" else 1
-FULL_SEEDS = SEEDS[: config["pretrain"]["full_seeds"]] if config["pretrain"]["include_full"] else []
+FULL_SEEDS = full_seeds(config)
 
 
 wildcard_constraints:
@@ -47,6 +50,7 @@ wildcard_constraints:
     seed=r"\d+",
     rseed=r"\d+",
     iseed=r"\d+",
+    task="rna_ss|rna_type|protein_ss|protein_loc",
 
 
 def local_threads():
@@ -140,8 +144,18 @@ def eval_files():
             if t in EVAL_FILES and t.split("_")[0] == MOLECULE]
 
 
+LABELLED_TASKS = [t for t in config["benchmark"]["tasks"] if t in EVAL_FILES and t.split("_")[0] == MOLECULE]
+
+
+def split_files():
+    """Stored homology-aware probe splits of the configured labelled tasks."""
+    return [f"{R}/benchmark/splits/{t}.tsv" for t in LABELLED_TASKS]
+
+
 def metric_files():
     files = [f"{R}/metrics/{s}_{b}_seed{seed}.csv" for s, b, seed in model_ids()]
+    if config["benchmark"]["nearest_neighbour"] and LABELLED_TASKS:
+        files.append(f"{R}/metrics/nearest_neighbour.csv")
     if MOLECULE == "rna" and config["benchmark"]["rnafold"] and "rna_ss" in config["benchmark"]["tasks"]:
         files.append(f"{R}/metrics/rnafold.csv")
     return files
@@ -158,6 +172,7 @@ def plot_selections():
 def all_targets():
     return [
         f"{R}/config.resolved.yaml",
+        f"{R}/leakage/report.csv",
         f"{R}/benchmark/summary.csv",
         f"{R}/benchmark/table.csv",
         f"{R}/benchmark/versions.csv",
@@ -166,5 +181,6 @@ def all_targets():
         *([f"{R}/influence/stability.csv", f"{R}/plots/stability.png"] if STABILITY["enabled"] else []),
         f"{R}/influence/scores.h5",
         f"{R}/plots/metrics.png",
+        f"{R}/plots/pruning_curves.png",
         f"{R}/plots/training_curves.png",
     ]

@@ -2,7 +2,7 @@ rule ingest:
     input:
         fasta=config["corpus"]["path"],
     output:
-        shards=scatter.shards(f"{R}/shards/{{scatteritem}}.h5"),
+        shards=scatter.shards(f"{R}/ingest/{{scatteritem}}.h5"),
         holdout=f"{R}/shards/holdout.h5",
         stats=f"{R}/shards/ingest.json",
     params:

@@ -171,3 +171,12 @@ def test_stage_params_carry_the_seed_each_stage_depends_on():
     assert "damping" not in influence_params(cfg, "curvature", 0, 0)
     with pytest.raises(BiopruneError, match="selection.reference_seeds"):
         resolve_config(None, {"selection": {"reference_seeds": [0]}})
+
+
+def test_readme_config_table_is_the_schema():
+    """README's key table is generated from the schema: a new key, default or description shows up there."""
+    from bioprune.config import schema_markdown
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("| key | default | meaning |")
+    assert readme[start:readme.index("\n\n", start) + 1] == schema_markdown()

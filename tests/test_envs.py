@@ -18,28 +18,40 @@ PACKAGES = {"torch": {"torch"}, "esm": {"fair-esm"}, "h5py": {"h5py"}, "Bio": {"
 STDLIB = set(sys.stdlib_module_names)
 
 
+def module_path(module: str) -> Path | None:
+    """bioprune/x.py, or bioprune/x/__init__.py for a package; None when neither exists."""
+    base = ROOT / module.replace(".", "/")
+    for p in (base.with_suffix(".py"), base / "__init__.py"):
+        if p.exists():
+            return p
+    return None
+
+
 def third_party_imports(module: str, seen: set[str]) -> set[str]:
     """Top-level non-stdlib imports of a bioprune module and of every bioprune module it imports."""
     if module in seen:
         return set()
     seen.add(module)
-    path = ROOT / (module.replace(".", "/") + ".py")
+    path = module_path(module)
+    is_package = path is not None and path.name == "__init__.py" and not module.endswith("__init__")
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         names = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative import inside bioprune
-                base = module.rsplit(".", 1)[0]
+            if node.level:  # relative import inside bioprune (a package's own modules are one level down)
+                base = module if is_package else module.rsplit(".", 1)[0]
+                for _ in range(node.level - 1):
+                    base = base.rsplit(".", 1)[0]
                 names = [f"{base}.{node.module}" if node.module else f"{base}.{a.name}" for a in node.names]
             else:
                 names = [node.module]
         for n in names:
             top = n.split(".")[0]
             if top == "bioprune":
-                sub = n if (ROOT / (n.replace(".", "/") + ".py")).exists() else n.rsplit(".", 1)[0]
-                if (ROOT / (sub.replace(".", "/") + ".py")).exists():
+                sub = n if module_path(n) else n.rsplit(".", 1)[0]
+                if module_path(sub):
                     out |= third_party_imports(sub, seen)
             elif top not in STDLIB:
                 out.add(top)

@@ -1,0 +1,12 @@
+"""Protein subcellular localization: linear probe on mean-pooled embeddings, homology-aware split."""
+from __future__ import annotations
+
+from .common import BenchParams, classification_sets, classify
+
+
+def sets(bp: BenchParams) -> tuple[list[dict], list[dict]]:
+    return classification_sets("protein_loc", bp)
+
+
+def run(model, bp: BenchParams) -> list[tuple[str, float]]:
+    return classify(model, "protein_loc", bp)

@@ -1,0 +1,59 @@
+# Leakage gate: pool sequences that near-copy an evaluation sequence (MMseqs2, identity >=
+# leakage.max_identity over >= leakage.min_coverage of the shorter one) leave the pool before
+# scoring, selection and pretraining. Ingest writes {R}/ingest/ shards; the gate writes {R}/shards/.
+
+
+rule leakage_gate:
+    input:
+        shards=gather.shards(f"{R}/ingest/{{scatteritem}}.h5"),
+        evals=eval_files(),
+    output:
+        shards=scatter.shards(f"{R}/shards/{{scatteritem}}.h5"),
+        excluded=f"{R}/leakage/excluded.txt",
+        report=report(
+            f"{R}/leakage/report.csv",
+            caption="../report/leakage.rst",
+            category="Leakage",
+            labels={"table": "leakage gate"},
+        ),
+    params:
+        leakage=leakage_params(config),
+    threads: local_threads()
+    log:
+        f"{R}/logs/leakage_gate.log",
+    conda:
+        "../envs/mmseqs.yaml"
+    script:
+        "../workflow_scripts/leakage_gate.py"
+
+
+rule probe_split:
+    input:
+        lambda w: f"{config['benchmark']['resources']}/{EVAL_FILES[w.task]}",
+    output:
+        f"{R}/benchmark/splits/{{task}}.tsv",
+    params:
+        split=split_params(config),
+    threads: local_threads()
+    log:
+        f"{R}/logs/probe_split/{{task}}.log",
+    conda:
+        "../envs/mmseqs.yaml"
+    script:
+        "../workflow_scripts/probe_split.py"
+
+
+rule nearest_neighbour:
+    input:
+        evals=eval_files(),
+        splits=split_files(),
+    output:
+        f"{R}/metrics/nearest_neighbour.csv",
+    params:
+        benchmark=benchmark_params(config),
+    log:
+        f"{R}/logs/nearest_neighbour.log",
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/nearest_neighbour.py"

@@ -1,0 +1,102 @@
+"""Leakage gate (MMseqs2): near-copies of evaluation sequences leave the pool, distant sequences stay."""
+from __future__ import annotations
+
+import gzip
+import random
+import shutil
+
+import pandas as pd
+import pytest
+
+from bioprune.errors import BiopruneError
+from bioprune.leakage import count_leaks, eval_set_name, leakage_gate, near_copies, pool_source, run_gate
+
+pytestmark = pytest.mark.skipif(shutil.which("mmseqs") is None, reason="needs MMseqs2")
+RNG = random.Random(7)
+
+
+def rand(n: int) -> str:
+    return "".join(RNG.choice("ACGU") for _ in range(n))
+
+
+def mutate(s: str, positions) -> str:
+    out = list(s)
+    for p in positions:
+        out[p] = {"A": "C", "C": "G", "G": "U", "U": "A"}[out[p]]
+    return "".join(out)
+
+
+EVAL = [rand(120), rand(150)]
+TAIL = rand(30)
+POOL = {
+    "rfam_near": mutate(EVAL[0], range(10, 110, 17)),  # 6 substitutions: 95% identical over the full length
+    "trna_ninety2": mutate(EVAL[0], range(8, 112, 11)),  # 10 substitutions: ~92% identical
+    "rrna_far": rand(120),  # unrelated
+    "rrna_fragment": EVAL[1][40:100],  # identical, 60 nt inside a 150 nt evaluation sequence
+    "mircarta_partial": EVAL[1][:60] + TAIL[:20],  # identical over 60 of its 80 nt: 75% of the shorter
+}
+
+
+@pytest.fixture
+def files(tmp_path):
+    ev = tmp_path / "rna" / "type_eval.tsv.gz"
+    ev.parent.mkdir()
+    with gzip.open(ev, "wt") as fh:
+        fh.write("id\tlabel\tsequence\n" + "".join(f"e{k}\tx\t{s}\n" for k, s in enumerate(EVAL)))
+    pool = tmp_path / "pool.fa"
+    pool.write_text("".join(f">{i} desc\n{s}\n" for i, s in POOL.items()))
+    return pool, ev
+
+
+def test_gate_removes_near_copies_and_keeps_distant(files):
+    pool, ev = files
+    excluded, rows = leakage_gate([str(pool)], {"rna_type": str(ev)}, "rna", 0.9, 0.8)
+    assert excluded == {"rfam_near", "trna_ninety2", "rrna_fragment"}  # coverage of the SHORTER (the fragment)
+    rep = pd.DataFrame(rows).set_index(["eval_set", "source"])
+    assert rep.loc[("rna_type", "rrna"), "removed"] == 1 and rep.loc[("rna_type", "rrna"), "pool_sequences"] == 2
+    assert rep.loc[("rna_type", "mircarta"), "removed"] == 0
+    assert rep.loc[("all", "all"), "removed"] == 3 and rep.loc[("all", "all"), "eval_with_hit"] == 2
+
+
+def test_threshold_edges(files):
+    pool, ev = files
+    strict, _ = leakage_gate([str(pool)], {"rna_type": str(ev)}, "rna", 0.94, 0.8)
+    assert "rfam_near" in strict and "trna_ninety2" not in strict  # identity ~0.95 passes 0.94, ~0.92 does not
+    loose, _ = leakage_gate([str(pool)], {"rna_type": str(ev)}, "rna", 0.9, 0.7)
+    assert "mircarta_partial" in loose  # 75% of the shorter sequence: in at 0.7, out at 0.8 (first test)
+    hits = pd.DataFrame({"q": [0, 1, 2, 3], "t": [0, 0, 0, 0], "fident": [0.9, 0.899, 1.0, 0.95],
+                         "cov": [0.8, 1.0, 0.799, 1.0]})
+    assert near_copies(hits, 0.9, 0.8).q.tolist() == [0, 3]  # both thresholds inclusive
+
+
+def test_missing_mmseqs_is_a_clear_error(files, monkeypatch):
+    pool, ev = files
+    monkeypatch.setattr(shutil, "which", lambda *a, **k: None)
+    with pytest.raises(BiopruneError, match=r"mmseqs2.*leakage\.enabled: false"):
+        leakage_gate([str(pool)], {"rna_type": str(ev)}, "rna")
+
+
+def test_run_gate_writes_excluded_ids_and_report(files, tmp_path):
+    pool, ev = files
+    out_ex, out_rep = tmp_path / "leakage" / "excluded.txt", tmp_path / "leakage" / "report.csv"
+    run_gate([str(pool)], [str(ev)], str(out_ex), str(out_rep),
+             {"molecule": "rna", "max_identity": 0.9, "min_coverage": 0.8, "threads": 1})
+    assert out_ex.read_text().split() == ["rfam_near", "rrna_fragment", "trna_ninety2"]
+    rep = pd.read_csv(out_rep)
+    assert list(rep.columns) == ["eval_set", "source", "pool_sequences", "removed", "eval_sequences", "eval_with_hit"]
+    assert set(rep.eval_set) == {"rna_type", "all"}
+    assert not list(tmp_path.glob("leakage/.*.tmp"))
+
+
+def test_count_leaks_independent_check(files, tmp_path):
+    pool, ev = files
+    assert count_leaks(str(pool), str(ev), "rna") == 2
+    clean = tmp_path / "clean.fa"
+    clean.write_text(f">rrna_far\n{POOL['rrna_far']}\n>m\n{POOL['mircarta_partial']}\n")
+    assert count_leaks(str(clean), str(ev), "rna") == 0
+
+
+def test_names():
+    assert eval_set_name("resources/rna/type_eval.tsv.gz") == "rna_type"
+    assert eval_set_name("resources/protein/loc_eval.tsv.gz") == "protein_loc"
+    assert pool_source("trna_dm6-tRNAs_x") == "trna" and pool_source("A6MFK6") == "pool"

@@ -1,0 +1,108 @@
+"""Paired statistics of the benchmark table, aggregate's input checks, and the compute ledger."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from bioprune.benchmarks.stats import paired_test, summarise, t_interval
+from bioprune.errors import BiopruneError
+from bioprune.report import COLUMNS, aggregate, ledger
+
+T975_2 = 4.302652729911275  # t(0.975, 2)
+
+
+def test_paired_test_known_answer():
+    n, m, lo, hi, p = paired_test([1.0, 2.0, 3.0])
+    half = T975_2 * 1.0 / math.sqrt(3)  # sd of [1, 2, 3] is 1
+    assert (n, m) == (3, 2.0) and lo == pytest.approx(2 - half) and hi == pytest.approx(2 + half)
+    assert p == pytest.approx(0.07417990022744858)  # two-sided, t = 2 / (1 / sqrt 3) = 3.464 on 2 df
+
+
+def test_one_value_has_no_interval():
+    n, m, lo, hi = t_interval([5.0])
+    assert (n, m) == (1, 5.0) and math.isnan(lo) and math.isnan(hi)
+    assert math.isnan(paired_test([0.5])[4])
+
+
+def metrics_frame() -> pd.DataFrame:
+    """random seeds vary a lot between seeds; top_influence = random + [1, 2, 3] seed by seed."""
+    rows = []
+    base = {0: 10.0, 1: 20.0, 2: 40.0}
+    for seed, v in base.items():
+        rows.append(("random", 0.01, seed, "rna_type", "accuracy", v))
+        rows.append(("top_influence", 0.01, seed, "rna_type", "accuracy", v + seed + 1))
+        rows.append(("random_10x", 0.01, seed, "rna_type", "accuracy", v + 2 * (seed + 1)))
+        rows.append(("random", 0.05, seed, "rna_type", "accuracy", 0.0))  # other budget: never paired with 0.01
+    rows.append(("full", 1.0, 0, "rna_type", "accuracy", 99.0))
+    rows.append(("rnafold", float("nan"), 0, "rna_ss", "bp_f1", 0.5))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def test_summarise_pairs_seeds_within_budget():
+    tab = summarise(metrics_frame()).set_index(["strategy", "budget"])
+    top = tab.loc[("top_influence", 0.01)]
+    half = T975_2 / math.sqrt(3)
+    assert top["n_pairs_random"] == 3 and top["diff_random"] == pytest.approx(2.0)
+    assert top["diff_random_low"] == pytest.approx(2 - half) and top["diff_random_high"] == pytest.approx(2 + half)
+    assert top["p_random"] == pytest.approx(0.0742, abs=1e-4)  # unpaired, seed variance would swamp it
+    assert top["diff_random_10x"] == pytest.approx(-2.0) and top["n_pairs_random_10x"] == 3
+    full = tab.loc[("full", 1.0)]
+    assert full["n"] == 1 and math.isnan(full["ci95_low"]) and math.isnan(full["ci95_high"])
+    assert full["n_pairs_random"] == 0 and math.isnan(full["diff_random"])
+    assert math.isnan(tab.loc[("random", 0.01), "diff_random"])  # no self-comparison
+    assert tab.loc[("random", 0.01), "diff_random_10x"] == pytest.approx(-4.0)
+    assert len(tab) == 6
+
+
+def write(path, df) -> str:
+    df.to_csv(path, index=False)
+    return str(path)
+
+
+def test_aggregate_writes_paired_columns(tmp_path):
+    df = metrics_frame()
+    files = [write(tmp_path / f"{s}.csv", g) for s, g in df.groupby("strategy")]
+    aggregate(files, str(tmp_path / "summary.csv"), str(tmp_path / "table.csv"))
+    tab = pd.read_csv(tmp_path / "table.csv")
+    assert {"n", "ci95_low", "diff_random", "p_random", "diff_random_10x", "p_random_10x"} <= set(tab.columns)
+    assert len(pd.read_csv(tmp_path / "summary.csv")) == len(df)
+
+
+def test_aggregate_input_errors_name_the_file(tmp_path):
+    good = write(tmp_path / "good.csv", metrics_frame().head(3))
+    out = (str(tmp_path / "s.csv"), str(tmp_path / "t.csv"))
+    with pytest.raises(BiopruneError, match="missing.csv: metrics file not found"):
+        aggregate([good, str(tmp_path / "missing.csv")], *out)
+    bad = write(tmp_path / "bad.csv", metrics_frame().drop(columns="metric"))
+    with pytest.raises(BiopruneError, match="bad.csv: missing column.*metric"):
+        aggregate([good, bad], *out)
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(BiopruneError, match="empty.csv"):
+        aggregate([str(tmp_path / "empty.csv")], *out)
+    text = write(tmp_path / "text.csv", metrics_frame().head(1).assign(value="high"))
+    with pytest.raises(BiopruneError, match="text.csv: column value"):
+        aggregate([text], *out)
+    with pytest.raises(BiopruneError, match="given twice"):
+        aggregate([good, good], *out)
+
+
+def test_ledger_charges_shared_scoring_to_influence_arms(tmp_path):
+    def bench(name, seconds):
+        p = tmp_path / f"{name.replace('/', '__')}.tsv"
+        p.write_text("s\th:m:s\tmax_rss\n" + f"{seconds}\t0:00:01\t1.0\n")
+        return str(p)
+
+    tsvs = {"reference": bench("reference", 100), "sketch/1-of-2": bench("s1", 30), "sketch/2-of-2": bench("s2", 20),
+            "scores": bench("scores", 5), "ingest": bench("ingest", 1000),
+            "select/top_influence_0.01_seed0": bench("sel_t", 1), "pretrain/top_influence_0.01_seed0": bench("pt", 50),
+            "select/random_0.01_seed0": bench("sel_r", 2), "pretrain/random_0.01_seed0": bench("pr", 40),
+            "benchmark/random_0.01_seed0": bench("br", 7), "pretrain/full_1_seed0": bench("pf", 500)}
+    led = ledger(tsvs, {"reference": 1e12, "pretrain/random_0.01_seed0": 3e12}).set_index("strategy")
+    assert led.loc["top_influence", "scoring_s"] == 155 and led.loc["top_influence", "total_s"] == 206
+    assert led.loc["random", "scoring_s"] == 0 and led.loc["random", "total_s"] == 49
+    assert led.loc["full", "total_s"] == 500 and led.loc["full", "budget"] == 1.0
+    assert led.loc["top_influence", "scoring_flops"] == 1e12 and led.loc["random", "pretrain_flops"] == 3e12
+    with pytest.raises(BiopruneError, match="nope.tsv: benchmark file not found"):
+        ledger({"reference": str(tmp_path / "nope.tsv")})
