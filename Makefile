@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: demo test install sysdeps lint report dag resources resources-medium clean
+.PHONY: demo test install sysdeps lint report dag resources resources-medium clean mutants
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ dag: install
 
 report: install
 	$(SNAKEMAKE) --cores 1 --report results/report.zip
+
+# Mutation testing (not in CI): mutmut over the core modules on a fast test subset (setup.cfg [mutmut]);
+# resumable; `rm -rf mutants` to start over. Results: docs/TESTING.md.
+mutants: install
+	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(CORES) || true
+	$(BIN)/python tests/mutmut_summary.py mutants
 
 # Rebuild resources/ from Debian and PyPI packages (root; ~1 GB download into rawdata/).
 PDB_TSV ?=

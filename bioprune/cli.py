@@ -158,7 +158,7 @@ def run(args) -> None:
     elif cmd == "sketch":
         S.sketch(args.shard, args.model, args.out, C.influence_params(cfg, "sketch"), args.curvature)
     elif cmd == "scores":
-        S.scores(args.sketches, args.out, cfg["influence"]["damping"])
+        S.scores(args.sketches, args.out, C.influence_params(cfg, "scores"))
     elif cmd == "cluster":
         S.cluster(args.shards, args.out, cfg["selection"]["cluster"], args.threads)
     elif cmd == "select":

@@ -160,8 +160,11 @@ def ingest(
     fasta = Path(fasta)
     if opts.length_policy not in ("crop", "drop"):
         raise BiopruneError(f"config key corpus.length_policy: expected crop or drop, got {opts.length_policy!r}")
+    if not fasta.exists():
+        raise BiopruneError(f"{fasta}: file not found (config key corpus.path)")
+    _open_text(fasta).close()  # empty, binary or not FASTA: fail before any output (or its folder) exists
     n_shards = len(shard_paths)
-    source_sha = sha256_file(fasta) if fasta.exists() else ""
+    source_sha = sha256_file(fasta)
     base = {
         "kind": "shards",
         "schema_version": 1,
@@ -264,11 +267,13 @@ def iter_shard(path: str | os.PathLike, batch: int = 4096) -> Iterator[tuple[lis
 
 
 def _open_any(path):
-    f = h5py.File(path, "r", locking=False) if Path(path).exists() else None
-    if f is None:
+    if not Path(path).exists():
         raise BiopruneError(f"{path}: file not found")
-    kind = f.attrs.get("kind")
-    f.close()
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            kind = f.attrs.get("kind")
+    except OSError as e:  # e.g. a FASTA passed where a shard belongs
+        raise BiopruneError(f"{path}: not a readable HDF5 file ({e})") from None
     if kind not in ("shards", "holdout"):
         raise BiopruneError(f"{path}: expected a bioprune shard or holdout file, found kind={kind!r}")
     return open_h5(path, kind, SHARD_DATASETS)

@@ -117,6 +117,7 @@ def train_mlm(seqs: list[str], molecule: str, cfg: TrainConfig, out_path: str | 
         raise ValueError("no training sequences")
     device = pick_device(cfg.device)
     out_path = Path(out_path)
+    stage = (meta or {}).get("role", "training")  # named in errors: "reference" or "pretrain"
     partial = out_path.with_name(out_path.name + ".partial")
     if init_checkpoint:
         model, _ = load_model(init_checkpoint, molecule)
@@ -157,7 +158,9 @@ def train_mlm(seqs: list[str], molecule: str, cfg: TrainConfig, out_path: str | 
             logits = model(inputs.to(device))["logits"]
         loss = per_sample_ce(logits, targets.to(device)).mean()
         if not torch.isfinite(loss):
-            raise NumericalError(f"pretraining: non-finite loss at step {step} (batch of {len(idx)} sequences)")
+            hint = f"config key {stage}.lr" if stage in ("reference", "pretrain") else "the learning rate"
+            raise NumericalError(f"{stage} ({out_path.name}): non-finite loss at step {step + 1} of {total} "
+                                 f"(batch of {len(idx)} sequences); lower {hint} or check the input")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
