@@ -49,12 +49,18 @@ def test_tiny_dag_through_slurm_profile(tmp_path):
         res = subprocess.run(cmd, cwd=wf, capture_output=True, text=True, timeout=900)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-4000:]
-    assert "executor: slurm" in out.lower() or "slurm" in out.lower()
     summary = pd.read_csv(wf / "results_tiny/benchmark/summary.csv")
     assert set(summary["strategy"]) == {"top_influence", "cci", "random", "random_10x", "full"}
     assert set(summary["task"]) == {"perplexity", "rna_type"}
     assert summary["value"].notna().all()
-    assert (wf / "results_tiny/influence/scores.h5").exists()
+    import numpy as np
+
+    from bioprune.scores import read_scores
+    from bioprune.shards import read_shard
+
+    scores = read_scores(str(wf / "results_tiny/influence/scores.h5"))  # content, not existence
+    pool = [i for p in sorted((wf / "results_tiny/shards").glob("*-of-2.h5")) for i in read_shard(p)[0]]
+    assert sorted(scores["id"]) == sorted(pool) and len(pool) > 300 and np.isfinite(scores["score"]).all()
     assert "submitted with SLURM jobid" in out or "SLURM jobid" in out, "jobs did not go through sbatch"
     logs = list((wf / ".snakemake/slurm_logs").rglob("*.log"))
     assert any("rule_sketch" in str(p) for p in logs), [str(p) for p in logs][:5]
