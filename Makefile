@@ -20,16 +20,20 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 install: $(VENV)/.installed
 
-# Debian tools used by optional strategies and the SLURM test; skipped (with a note) when not root.
+# Debian tools: MMseqs2 (the leakage gate and the homology-aware probe splits: the demo needs it) and,
+# for the tests, SLURM; skipped (with a note) when not root.
+DEBTOOLS ?= mmseqs:mmseqs2 slurmctld:slurm-wlm munged:munge
 sysdeps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  missing=""; for p in mmseqs:mmseqs2 slurmctld:slurm-wlm munged:munge; do \
+	  missing=""; for p in $(DEBTOOLS); do \
 	    command -v $${p%%:*} >/dev/null || missing="$$missing $${p##*:}"; done; \
 	  if [ -n "$$missing" ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
 	    || echo "sysdeps: could not install$$missing; tests that need them will skip"; fi; \
 	else echo "sysdeps: not root or no apt-get; tests that need mmseqs2/slurm will skip"; fi
 
 demo: install
+	@$(MAKE) --no-print-directory sysdeps DEBTOOLS=mmseqs:mmseqs2
+	@command -v mmseqs >/dev/null || { echo "make demo: MMseqs2 is needed (leakage gate, probe splits): apt-get install mmseqs2 or conda install -c bioconda mmseqs2"; exit 2; }
 	$(SNAKEMAKE) --cores $(CORES) --rerun-incomplete
 	$(SNAKEMAKE) --cores $(CORES) --report results/report.html
 	@echo "done: results/benchmark/table.csv and results/report.html"

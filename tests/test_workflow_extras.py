@@ -1,0 +1,126 @@
+"""The tiny workflow with the cluster strategy and the nearest-neighbour row, then `snakemake --report`:
+the cluster selection is drawn from MMseqs2 representatives inside the workflow, the benchmark summary
+holds its rows, and report.html embeds the benchmark table, the resolved config and the leakage report."""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pandas as pd
+import pytest
+import yaml
+
+from test_slurm import copy_workflow
+
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+R = "results_extra"
+pytestmark = [pytest.mark.slow, pytest.mark.requires_tool("mmseqs")]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A copied workflow run to completion with cluster + random, one seed, no stability stage; then the report."""
+    wf = copy_workflow(tmp_path_factory.mktemp("extras") / "wf")
+    config = yaml.safe_load((wf / "tests/config/tiny.yaml").read_text())
+    config.update(results=R, seeds=[0], stability={"enabled": False})
+    config["selection"]["strategies"] = ["cluster", "random"]
+    config["benchmark"]["nearest_neighbour"] = True
+    path = wf / "tests/config/extras.yaml"
+    path.write_text(yaml.safe_dump(config))
+    for cmd in (["--cores", "2"], ["--cores", "1", "--report", "report.html"]):
+        res = subprocess.run([SNAKEMAKE, *cmd, "--configfile", str(path)], cwd=wf, capture_output=True, text=True,
+                             timeout=900)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return wf
+
+
+def mmseqs_representatives(wf: Path, tmp: Path) -> set[str]:
+    """Representatives of the gated pool by our own `mmseqs easy-linclust` call, at the resolved config's settings."""
+    from bioprune.shards import read_shard
+
+    cl = yaml.safe_load((wf / R / "config.resolved.yaml").read_text())["selection"]["cluster"]
+    fasta = tmp / "pool.fa"
+    with open(fasta, "w") as fh:
+        for shard in sorted((wf / R / "shards").glob("*-of-*.h5")):
+            ids, seqs, _ = read_shard(shard)
+            fh.write("".join(f">{i}\n{s}\n" for i, s in zip(ids, seqs)))
+    subprocess.run([shutil.which("mmseqs"), "easy-linclust", str(fasta), str(tmp / "clu"), str(tmp / "work"),
+                    "--min-seq-id", str(cl["identity"]), "-c", str(cl["coverage"]), "--threads", "1", "-v", "1"],
+                   check=True, capture_output=True)
+    return {line.split("\t")[0] for line in open(tmp / "clu_cluster.tsv") if line.strip()}
+
+
+def test_cluster_strategy_selects_mmseqs_representatives(run, tmp_path):
+    from bioprune.selections import read_selection
+
+    reps = (run / R / "selection/cluster_representatives.txt").read_text().split()
+    assert len(set(reps)) == len(reps) and set(reps) == mmseqs_representatives(run, tmp_path)
+    chosen = read_selection(str(run / R / "selection/cluster_0.05_seed0.h5"))
+    random_ = read_selection(str(run / R / "selection/random_0.05_seed0.h5"))
+    assert len(set(chosen)) == len(chosen) == len(random_) > 0  # the same budget
+    assert set(chosen) <= set(reps)
+    with h5py.File(run / R / "selection/cluster_0.05_seed0.h5") as f:
+        assert f.attrs["strategy"] == "cluster" and f.attrs["pool_size"] > len(reps)  # clustering merged some
+    fasta = (run / R / "selection/cluster_0.05_seed0.fa").read_text()
+    assert [line[1:] for line in fasta.splitlines() if line.startswith(">")] == chosen
+
+
+def test_summary_has_cluster_and_nearest_neighbour_rows(run):
+    s = pd.read_csv(run / R / "benchmark/summary.csv")
+    expect = {("perplexity", "mlm_loss"), ("perplexity", "perplexity"), ("rna_type", "accuracy"),
+              ("rna_type", "macro_f1")}
+    for strategy in ("cluster", "random", "full"):
+        rows = s[s.strategy == strategy]
+        assert set(zip(rows.task, rows.metric)) == expect, strategy
+        assert all(math.isfinite(v) for v in rows.value), rows
+    nn = s[s.strategy == "nearest_neighbour"]
+    assert set(zip(nn.task, nn.metric)) == {("rna_type", "accuracy"), ("rna_type", "macro_f1")}
+    assert nn.value.between(0, 1).all()
+    assert s[s.strategy == "cluster"].budget.eq(0.05).all()
+
+
+def report_item(html: str, key: str) -> dict:
+    """The report's JSON entry for one result file (its caption and its embedded data)."""
+    needle = f'"{key}": {{"name"'
+    if needle not in html:
+        pytest.fail(f"report.html has no item {key}")
+    return json.JSONDecoder().raw_decode(html, html.index(needle) + len(needle) - len('{"name"'))[0]
+
+
+def embedded(item: dict) -> bytes:
+    return base64.b64decode(item["data_uri"].split("base64,", 1)[1])
+
+
+def test_report_embeds_table_config_and_leakage_report(run):
+    html = (run / "report.html").read_text()
+    table_caption = (run / "report/table.rst").read_text()
+    table = report_item(html, f"{R}/benchmark/table.csv")
+    assert "homology-transfer" in table_caption and "homology-transfer" in table["caption"]
+    assert "random_10x" in table["caption"]
+    assert embedded(table) == (run / R / "benchmark/table.csv").read_bytes()
+
+    config = report_item(html, f"{R}/config.resolved.yaml")
+    assert embedded(config) == (run / R / "config.resolved.yaml").read_bytes()
+    assert yaml.safe_load(embedded(config))["selection"]["strategies"] == ["cluster", "random"]
+
+    leak = report_item(html, f"{R}/leakage/report.csv")
+    assert "leakage gate" in leak["caption"]
+    assert embedded(leak) == (run / R / "leakage/report.csv").read_bytes()
+
+
+def test_leakage_report_has_rows(run):
+    rep = pd.read_csv(run / R / "leakage/report.csv")
+    assert {"eval_set", "source", "pool_sequences", "removed", "eval_sequences", "eval_with_hit"} <= set(rep.columns)
+    total = rep[(rep.eval_set == "all") & (rep.source == "all")]
+    assert len(total) == 1 and len(rep) > 1
+    excluded = (run / R / "leakage/excluded.txt").read_text().split()
+    assert int(total.removed.iloc[0]) == len(excluded)
+    with h5py.File(run / R / "selection/cluster_0.05_seed0.h5") as f:
+        # selection draws from the gated pool
+        assert int(total.pool_sequences.iloc[0]) - len(excluded) == f.attrs["pool_size"]
