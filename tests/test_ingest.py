@@ -121,3 +121,72 @@ def test_gzip_input_reads_like_plain(tmp_path):
     a = all_records(s1 + [str(tmp_path / "out/holdout.h5")])
     s2, _ = run(tmp_path, gz, n=2)
     assert all_records(s2 + [str(tmp_path / "out/holdout.h5")]) == a
+
+
+def shard_contents(paths):
+    """Everything a shard holds: datasets and attrs, for byte-level comparison of two runs."""
+    out = []
+    for p in paths:
+        with h5py.File(p) as f:
+            out.append(({k: f[k][()].tolist() for k in f}, {k: str(v) for k, v in f.attrs.items()}))
+    return out
+
+
+def three_files(tmp_path):
+    recs = random_rna(300, seed=7)
+    files = [write_fasta(tmp_path / f"in{k}.fa", recs[k * 100:(k + 1) * 100]) for k in range(3)]
+    return recs, files
+
+
+def test_duplicates_across_files_counted_once(tmp_path):
+    """A sequence in all three files (under three ids, one lowercase with T) is kept once, with the
+    first file's id and copies 3; an exact (id, sequence) repeat in another file is not a copy."""
+    recs, _ = three_files(tmp_path)
+    dup = recs[5][1]
+    parts = [recs[:100] + [("r0", recs[0][1])], recs[100:200] + [("dupB", dup.lower().replace("u", "t"))],
+             recs[200:] + [("dupC", dup), ("seq5", dup)]]
+    files = [write_fasta(tmp_path / f"d{k}.fa", p) for k, p in enumerate(parts)]
+    shards, stats = run(tmp_path, [str(f) for f in files], n=3, holdout_fraction=0.2)
+    hold = str(tmp_path / "out/holdout.h5")
+    copies = all_copies(shards + [hold])
+    assert copies["seq5"] == 3 and "dupB" not in copies and "dupC" not in copies and "r0" not in copies
+    assert copies["seq0"] == 2 and sum(copies.values()) == 303
+    assert stats.duplicate_sequences == 3 and stats.duplicate_ids_same_sequence == 1 and stats.kept == 300
+
+
+def test_duplicate_id_in_another_file_names_both_places(tmp_path):
+    a = write_fasta(tmp_path / "a.fa", [("x", "ACGUACGUAC"), ("y", "GGGGGGGGGG")])
+    b = write_fasta(tmp_path / "b.fa", [("z", "CCCCCCCCCC"), ("x", "UUUUUUUUUU")])
+    with pytest.raises(BiopruneError, match=r"b\.fa: record 2 \(id x\) reuses the id of record 1 of .*a\.fa") as e:
+        run(tmp_path, [str(a), str(b)], n=2)
+    assert str(b) in str(e.value) and str(a) in str(e.value)
+    assert_no_output(tmp_path)
+
+
+def test_shards_identical_for_one_and_three_route_jobs(tmp_path):
+    """One ingest call over three files == three route jobs + gather jobs (what Snakemake runs)."""
+    from bioprune.shards import gather_shard, route_file, summarise
+
+    _, files = three_files(tmp_path)
+    files.append(write_fasta(tmp_path / "in3.fa", [(f"o{i}", s) for i, s in random_rna(50, seed=7)]))  # duplicates of in0.fa, other ids
+    shards, stats = run(tmp_path, [str(f) for f in files], n=3, holdout_fraction=0.1)
+    one = shard_contents(shards + [str(tmp_path / "out/holdout.h5")])
+    opts = IngestOptions(holdout_fraction=0.1)
+    parts = [str(tmp_path / f"part{k}.h5") for k in range(len(files))]
+    for k, f in enumerate(files):
+        route_file(f, parts[k], k, 3, opts)
+    outs = [str(tmp_path / f"j{k}.h5") for k in range(4)]
+    for dest in (3, 1, 0, 2):  # any job order
+        gather_shard(parts, outs[dest], dest, 3)
+    assert shard_contents(outs) == one
+    assert summarise(parts, outs[:3], outs[3]).__dict__ == stats.__dict__ and stats.duplicate_sequences == 50
+
+
+def test_glob_and_list_inputs(tmp_path):
+    _, files = three_files(tmp_path)
+    s1, stats = run(tmp_path, str(tmp_path / "in*.fa"), n=2)
+    a = shard_contents(s1)
+    s2, _ = run(tmp_path, [str(f) for f in files], n=2)
+    assert shard_contents(s2) == a and stats.kept == 300
+    with pytest.raises(BiopruneError, match="no file matches"):
+        run(tmp_path, str(tmp_path / "nothing*.fa"), n=2)

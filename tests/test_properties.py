@@ -1,19 +1,21 @@
-"""Property tests (hypothesis): ingest round-trips any valid FASTA; id-hash splits are deterministic
-and independent of record order and shard count; MLM masks by id do not depend on the batch."""
+"""Property tests (hypothesis): ingest round-trips any valid FASTA; digest-routed splits are
+deterministic and independent of record order and shard count; id-hash draws are pure; MLM masks by id do not depend on the batch."""
 from __future__ import annotations
 
+import hashlib
 import string
 import tempfile
 from collections import Counter
 from pathlib import Path
 
 import h5py
+import numpy as np
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from bioprune.h5io import read_str
-from bioprune.hashing import in_holdout, in_subset, shard_of, unit_hash
+from bioprune.hashing import in_holdout, in_subset, route_digests, shard_of, unit_hash
 from bioprune.shards import IngestOptions, ingest
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -125,17 +127,23 @@ def check_roundtrip(shards, hold, stats, recs, expected, expected_copies, holdou
     assert copies == expected_copies
     assert stats.kept == len(expected) and stats.records == len(recs)
     assert stats.duplicate_sequences == sum(expected_copies.values()) - len(expected)
-    assert set(read_outputs([hold])[0]) == {i for i in expected if in_holdout(i, holdout)}
+    assert set(read_outputs([hold])[0]) == {i for i, s in expected.items() if destination(s, n_shards, holdout) == n_shards}
     for k, p in enumerate(shards):
-        assert all(shard_of(i, n_shards) == k for i in read_outputs([p])[0])
+        assert all(destination(s, n_shards, holdout) == k for s in read_outputs([p])[0].values())
+
+
+def destination(seq: str, n_shards: int, holdout: float) -> int:
+    """Where ingest must put a (normalised) sequence: by its digest alone (n_shards = held out)."""
+    digest = np.frombuffer(hashlib.blake2b(seq.encode(), digest_size=16).digest(), dtype=np.uint8)
+    return int(route_digests(digest, n_shards, holdout)[0])
 
 
 @FAST
 @given(ids=st.lists(ids_st, min_size=2, max_size=30, unique=True), data=st.data(),
        n1=st.integers(1, 4), n2=st.integers(1, 4))
-def test_split_depends_only_on_ids(ids, data, n1, n2):
+def test_split_depends_only_on_sequences(ids, data, n1, n2):
     """Holdout membership is the same for any record order and shard count; shard membership for any
-    order at a given count."""
+    order at a given count (both follow the sequence digest)."""
     seqs = {i: "ACGU"[k % 4] * (5 + k) for k, i in enumerate(ids)}  # distinct sequences
     perm = data.draw(st.permutations(ids))
     opts = IngestOptions(min_length=1, holdout_fraction=0.3)
@@ -192,3 +200,28 @@ def test_mask_by_id_independent_of_batch_and_padding(seqs, data, seed, extra_pad
         n = alone.shape[1]
         assert torch.equal(inp[row, :n], a_inp[0]) and torch.equal(tgt[row, :n], a_tgt[0])
         assert (tgt[row, n:] == -100).all() and (tgt[row] != -100).any()
+
+
+@settings(max_examples=150, deadline=None)
+@given(seqs=st.lists(st.text("ACGTUacgtuRYSWKMBDHVNXZOBrnx*" , max_size=12), min_size=1, max_size=6),
+       molecule=st.sampled_from(["rna", "protein"]), ambiguous=st.sampled_from(["mask", "drop"]))
+def test_batch_normalisation_equals_per_record(seqs, molecule, ambiguous):
+    """Ingest's one-translate batch normalisation gives what alphabets.normalise gives per record,
+    including the first bad record's error."""
+    from bioprune.alphabets import AlphabetError, normalise
+    from bioprune.shards.fasta import normalise_batch
+
+    expected, error = [], None
+    for k, s in enumerate(seqs):
+        try:
+            expected.append(normalise(s, molecule, ambiguous))
+        except AlphabetError as e:
+            error = (k, str(e))
+            break
+    try:
+        out, drop = normalise_batch([s.encode() for s in seqs], molecule, ambiguous)
+    except AlphabetError as e:
+        assert error == (e.index, str(e))
+        return
+    assert error is None
+    assert [None if d else o.decode() for o, d in zip(out, drop)] == expected

@@ -118,7 +118,8 @@ elif writer == "checkpoint":
     M.save_checkpoint(out, M.build_model("rna", 1, 16, 2, seed=0), "rna")
 elif writer == "ingest":
     import bioprune.shards as I
-    I.atomic_path = held(I.atomic_path)
+    import bioprune.shards.dedupe as D
+    D.atomic_path = held(D.atomic_path)  # the window of the first shard (parts are written before)
     I.ingest(extra["fasta"], [out], extra["holdout"], I.IngestOptions(holdout_fraction=0.05))
 """
 
