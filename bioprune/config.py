@@ -194,6 +194,14 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> dict:
     return resolve_config([path] if path else None, overrides, source=str(path) if path else None)
 
 
+def corpus_files(config: dict) -> list[str]:
+    """corpus.path as the list of input files (a glob expanded, sorted); the order fixes which id
+    of a duplicated sequence is kept (the first, in file order then record order)."""
+    from .shards.pipeline import expand_inputs
+
+    return expand_inputs(config["corpus"]["path"])
+
+
 def ingest_params(config: dict) -> dict:
     c = config["corpus"]
     return {k: c[k] for k in ("molecule", "ambiguous", "min_length", "max_length", "length_policy", "holdout_fraction")}

@@ -21,10 +21,36 @@ def write_text(path: str, text: str) -> None:
             fh.write(text)
 
 
-def ingest(fasta: str, shards: list[str], holdout: str, stats: str, params: dict) -> None:
+def ingest(fasta: str | list[str], shards: list[str], holdout: str, stats: str, params: dict) -> None:
+    """All of ingest in one process (the CLI); fasta = a file, a glob or a list of either."""
     from .shards import IngestOptions, ingest as _ingest
 
     _ingest(fasta, shards, holdout, IngestOptions(**params), stats)
+
+
+def ingest_route(fasta: str, part: str, file_index: int, n_shards: int, params: dict) -> None:
+    """Workflow scatter job: one input file -> one part file grouped by destination shard."""
+    from .shards import IngestOptions, route_file
+
+    route_file(fasta, part, file_index, n_shards, IngestOptions(**params))
+
+
+def ingest_gather(parts: list[str], out: str, dest: int, n_shards: int) -> None:
+    """Workflow gather job: shard `dest` (0-based; n_shards = the held-out file) from all parts."""
+    from .shards import gather_shard
+
+    log.info("gather %s: %s", out, gather_shard(parts, out, dest, n_shards))
+
+
+def ingest_summary(parts: list[str], shards: list[str], holdout: str, stats: str) -> None:
+    """Sum the route and gather stats into ingest.json; error when no sequence survived."""
+    from .errors import BiopruneError
+    from .shards import summarise
+
+    s = summarise(parts, shards, holdout, stats)
+    if not s.kept:
+        raise BiopruneError(f"corpus.path: no sequence survived filtering ({s.records} records; {s.dropped_short} "
+                            f"short, {s.dropped_long} long, {s.dropped_ambiguous} with ambiguity codes)")
 
 
 def leakage_gate(raw_shards: list[str], eval_files: list[str], out_shards: list[str], excluded: str, report: str,

@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 from bioprune.config import (  # noqa: E402
     DEMO_CONFIG,
     benchmark_params,
+    corpus_files,
     full_seeds,
     leakage_params,
     split_params,
@@ -41,6 +42,7 @@ MOLECULE = config["corpus"]["molecule"]
 # GPU stages declare gpu=1 unless the config pins the CPU (then no GPU is requested from SLURM)
 GPU = 0 if config["device"] == "cpu" else 1
 FULL_SEEDS = full_seeds(config)
+CORPUS_FILES = corpus_files(config)
 
 
 wildcard_constraints:
@@ -61,6 +63,11 @@ def local_threads():
     except Exception:  # snakemake raises when --cores is not given (cluster executors)
         return 1
     return max(1, min(8, cores)) if isinstance(cores, int) else 1
+
+
+def ingest_parts():
+    """Part files of the ingest route jobs, one per input file (in corpus.path order)."""
+    return [f"{R}/ingest/parts/{k}.h5" for k in range(len(CORPUS_FILES))]
 
 
 def shard_files():
@@ -173,6 +180,7 @@ def all_targets():
     return [
         f"{R}/config.resolved.yaml",
         f"{R}/leakage/report.csv",
+        f"{R}/shards/ingest.json",
         f"{R}/benchmark/summary.csv",
         f"{R}/benchmark/table.csv",
         f"{R}/benchmark/versions.csv",

@@ -1,15 +1,61 @@
-rule ingest:
+# Ingest as scatter/gather: one route job per input file (corpus.path: a file, a glob or a list)
+# writes a part file with every record grouped by destination (shard or held-out split, by the
+# digest of its sequence); one gather job per shard collapses exact duplicates and checks the ids
+# of its id bucket; a last job sums the stats. Shards do not depend on the number of route jobs.
+
+
+rule ingest_route:
     input:
-        fasta=config["corpus"]["path"],
+        lambda w: CORPUS_FILES[int(w.part)],
     output:
-        shards=scatter.shards(f"{R}/ingest/{{scatteritem}}.h5"),
-        holdout=f"{R}/shards/holdout.h5",
-        stats=f"{R}/shards/ingest.json",
+        temp(f"{R}/ingest/parts/{{part}}.h5"),
     params:
         ingest=ingest_params(config),
+        n_shards=config["corpus"]["shards"],
+    wildcard_constraints:
+        part=r"\d+",
     log:
-        f"{R}/logs/ingest.log",
+        f"{R}/logs/ingest/route_{{part}}.log",
     conda:
         "../envs/core.yaml"
     script:
-        "../workflow_scripts/ingest.py"
+        "../workflow_scripts/ingest_route.py"
+
+
+rule ingest_gather:
+    input:
+        parts=ingest_parts(),
+    output:
+        f"{R}/ingest/{{scatteritem}}.h5",
+    params:
+        n_shards=config["corpus"]["shards"],
+    wildcard_constraints:
+        scatteritem=r"\d+-of-\d+",
+    log:
+        f"{R}/logs/ingest/gather_{{scatteritem}}.log",
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/ingest_gather.py"
+
+
+use rule ingest_gather as ingest_holdout with:
+    output:
+        f"{R}/shards/holdout.h5",
+    log:
+        f"{R}/logs/ingest/gather_holdout.log",
+
+
+rule ingest_summary:
+    input:
+        parts=ingest_parts(),
+        shards=gather.shards(f"{R}/ingest/{{scatteritem}}.h5"),
+        holdout=f"{R}/shards/holdout.h5",
+    output:
+        f"{R}/shards/ingest.json",
+    log:
+        f"{R}/logs/ingest/summary.log",
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/ingest_summary.py"

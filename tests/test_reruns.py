@@ -12,7 +12,7 @@ import yaml
 from test_slurm import copy_workflow
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-UPSTREAM = {"ingest", "reference", "curvature", "sketch", "scores"}
+UPSTREAM = {"ingest_route", "ingest_gather", "ingest_holdout", "ingest_summary", "reference", "curvature", "sketch", "scores"}
 
 
 def run(wf: Path, config: dict, *extra: str) -> subprocess.CompletedProcess:
