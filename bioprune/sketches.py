@@ -18,6 +18,7 @@ and `subset_fraction` only D_sub membership.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -27,11 +28,12 @@ import torch
 from .batching import (REDUCTIONS, coverage_masks_by_id, mask_by_id, pad_batch, per_sample_ce,
                        reconstruction_targets)
 from .errors import BiopruneError, NumericalError
-from .h5io import atomic_h5, open_h5, write_str
+from .h5io import atomic_h5, open_h5
 from .hashing import in_subset
 from .models import load_model, model_checksum, pick_device
 from .persample import GradCapture, KroneckerProjector, per_sample_grads, resolve_params  # noqa: F401 (re-exported)
 from .shards import read_shard
+from . import sketch_store as S
 
 log = logging.getLogger(__name__)
 LOSSES = ("mlm", "mlm_coverage", "reconstruction", "reconstruction_padded")
@@ -239,13 +241,20 @@ def sketch_shard(shard_path: str, model_path: str, out_path: str, cfg: Influence
 
     Datasets: id, length, loss, grad_sqnorm (g^T g of the exact averaged gradient), in_subset, and
     score (diag_fisher, unnormalised: `normalize` is applied by scores.merge_scores) or sketch (projected).
+    Streams: the shard's sequences are read chunk by chunk (length-sorted batches, as a whole-shard
+    pass), each finished chunk is saved atomically in `.NAME.chunks/` next to the output, and a job
+    killed half-way resumes from its finished chunks (same model, shard and settings, else it
+    starts over); the output is assembled from the chunks and the folder removed.
     """
+    from .h5io import sha256_file
+
     device = pick_device(cfg.device)
     model, molecule = _load_for_scoring(model_path, shard_path, device)
     names = resolve_params(model, cfg.params)
     sha = model_checksum(model)
-    ids, seqs, _ = read_shard(shard_path)
-    n = len(ids)
+    with open_h5(shard_path, S.shard_kind(shard_path), ["id", "sequence", "length"]) as f:
+        lengths = f["length"][()]
+    n = len(lengths)
     inv = None
     projector = None
     if cfg.estimator == "diag_fisher":
@@ -255,17 +264,51 @@ def sketch_shard(shard_path: str, model_path: str, out_path: str, cfg: Influence
     else:
         params = dict(model.named_parameters())
         projector = KroneckerProjector({p: tuple(params[p].shape) for p in names}, cfg.sketch_dim, cfg.seed, device)
-
+    attrs = dict(estimator=cfg.estimator, params=names, normalize=cfg.normalize,
+                 damping=cfg.damping if inv is not None else float("nan"),
+                 relative_damping=cfg.relative_damping, molecule=molecule, model_sha256=sha,
+                 config=str(asdict(cfg)), projector=projector.backend if projector else "none", **scoring_attrs(cfg))
+    chunks = S.chunks(lengths, cfg.batch_size)
+    work = S.chunk_dir(out_path, {**attrs, "shard_sha256": sha256_file(shard_path),
+                                 "curvature_sha256": sha256_file(curvature_path) if curvature_path else ""})
     capture = GradCapture(model, names)
-    loss = np.zeros(n)
-    sqnorm = np.zeros(n)
-    score = np.zeros(n) if inv is not None else None
-    sketch = np.zeros((n, projector.dim), dtype=np.float32) if projector is not None else None
     t0 = time.time()
-    done = 0
-    for idx in _shard_batches(seqs, cfg.batch_size):
-        b_ids = [ids[k] for k in idx]
-        losses, grad_of, sk = averaged_grads(model, capture, b_ids, [seqs[k] for k in idx], molecule, cfg,
+    done = resumed = 0
+    for c, batches in enumerate(chunks):
+        path = work / f"{c:06d}.h5"
+        if path.exists():
+            resumed += sum(len(b) for b in batches)
+            continue
+        _sketch_chunk(shard_path, batches, path, model, capture, molecule, cfg, device, names, inv, projector)
+        done += sum(len(b) for b in batches)
+        log.info("sketch %s: chunk %d/%d, %d sequences (%.1f seq/s)", shard_path, c + 1, len(chunks), done,
+                 done / max(time.time() - t0, 1e-9))
+    capture.close()
+    if resumed:
+        log.info("sketch %s: resumed, %d of %d sequences from finished chunks", shard_path, resumed, n)
+    S.assemble(shard_path, work, len(chunks), out_path, attrs, (cfg.subset_fraction, cfg.subset_seed), n,
+               projector.dim if projector else None)
+    shutil.rmtree(work)
+    rate = done / max(time.time() - t0, 1e-9)
+    log.info("sketch %s: %d sequences in %.1fs (%.1f seq/s)", shard_path, n, time.time() - t0, rate)
+    return {"n": n, "seq_per_s": rate, "resumed": resumed}
+
+
+def _sketch_chunk(shard_path, batches, out, model, capture, molecule, cfg, device, names, inv, projector) -> None:
+    """Score one chunk of batches and save (rows, loss, grad_sqnorm, score | sketch) atomically."""
+    rows = np.sort(np.concatenate(batches))
+    with open_h5(shard_path, S.shard_kind(shard_path), ["id", "sequence"]) as f:
+        ids_c = f["id"].asstr()[rows].tolist()
+        seqs_c = f["sequence"].asstr()[rows].tolist()
+    pos = {int(r): k for k, r in enumerate(rows)}
+    m = len(rows)
+    loss, sqnorm = np.zeros(m), np.zeros(m)
+    score = np.zeros(m) if inv is not None else None
+    sketch = np.zeros((m, projector.dim), dtype=np.float32) if projector is not None else None
+    for idx in batches:
+        local = np.array([pos[int(r)] for r in idx])
+        b_ids = [ids_c[k] for k in local]
+        losses, grad_of, sk = averaged_grads(model, capture, b_ids, [seqs_c[k] for k in local], molecule, cfg,
                                              device, "sketch", projector)
         sq = torch.zeros(len(idx), device=device, dtype=torch.float64)
         sc = torch.zeros(len(idx), device=device, dtype=torch.float64)
@@ -276,31 +319,17 @@ def sketch_shard(shard_path: str, model_path: str, out_path: str, cfg: Influence
             if inv is not None:
                 sc += (g2 * inv[p].flatten()).sum(1).double()
         _check_grads(sq, b_ids, "sketch")
-        loss[idx] = losses.double().cpu().numpy()
-        sqnorm[idx] = sq.cpu().numpy()
+        loss[local] = losses.double().cpu().numpy()
+        sqnorm[local] = sq.cpu().numpy()
         if score is not None:
-            score[idx] = sc.cpu().numpy()
+            score[local] = sc.cpu().numpy()
         if sketch is not None:
-            sketch[idx] = sk.cpu().numpy()
-        done += len(idx)
-        if done % (cfg.batch_size * 50) < cfg.batch_size:
-            log.info("sketch %s: %d/%d sequences (%.1f seq/s)", shard_path, done, n, done / (time.time() - t0))
-    capture.close()
-    in_sub = np.array([in_subset(i, cfg.subset_fraction, cfg.subset_seed) for i in ids], dtype=bool)
-    attrs = dict(estimator=cfg.estimator, params=names, normalize=cfg.normalize,
-                 damping=cfg.damping if inv is not None else float("nan"),
-                 relative_damping=cfg.relative_damping, molecule=molecule, model_sha256=sha,
-                 config=str(asdict(cfg)), projector=projector.backend if projector else "none", **scoring_attrs(cfg))
-    with atomic_h5(out_path, "sketches", **attrs) as f:
-        write_str(f, "id", ids)
-        f.create_dataset("length", data=np.array([len(s) for s in seqs], dtype=np.int32))
-        f.create_dataset("loss", data=loss)
-        f.create_dataset("grad_sqnorm", data=sqnorm)
-        f.create_dataset("in_subset", data=in_sub)
+            sketch[local] = sk.cpu().numpy()
+    with atomic_h5(out, "sketch_chunk") as g:
+        g.create_dataset("rows", data=rows)
+        g.create_dataset("loss", data=loss)
+        g.create_dataset("grad_sqnorm", data=sqnorm)
         if score is not None:
-            f.create_dataset("score", data=score)
+            g.create_dataset("score", data=score)
         if sketch is not None:
-            f.create_dataset("sketch", data=sketch)
-    rate = n / max(time.time() - t0, 1e-9)
-    log.info("sketch %s: %d sequences in %.1fs (%.1f seq/s)", shard_path, n, time.time() - t0, rate)
-    return {"n": n, "seq_per_s": rate}
+            g.create_dataset("sketch", data=sketch)

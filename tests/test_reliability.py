@@ -77,9 +77,11 @@ def test_killed_sketch_job_leaves_no_output_and_reruns_identically(tmp_path, sig
     proc.send_signal(sig)
     proc.wait()
     assert not out.exists()
-    if sig == signal.SIGTERM:  # SIGTERM runs the cleanup: not even a temporary file is left
-        assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".sk.h5")]
-    subprocess.run(cmd, check=True, capture_output=True)
+    if sig == signal.SIGTERM:  # SIGTERM runs the cleanup: no temporary file is left, only finished chunks
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".sk.h5")] == [".sk.h5.chunks"]
+        assert not [p.name for p in (tmp_path / ".sk.h5.chunks").iterdir() if p.name.endswith(".tmp")]
+    rerun = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    assert "resumed" in rerun.stderr and not (tmp_path / ".sk.h5.chunks").exists()
     ref = tmp_path / "ref_sk.h5"
     subprocess.run(cmd[:-1] + [str(ref)], check=True, capture_output=True)
     with h5py.File(out) as a, h5py.File(ref) as b:
@@ -110,7 +112,8 @@ def held(real, h5=False):
 
 if writer == "sketch":
     import bioprune.sketches as S
-    S.atomic_h5 = held(S.atomic_h5, h5=True)
+    import bioprune.sketch_store as T
+    T.atomic_h5 = held(T.atomic_h5, h5=True)  # the output's window (chunks are written before it)
     S.sketch_shard(extra["shard"], extra["model"], out, S.InfluenceConfig(estimator="projected", sketch_dim=16))
 elif writer == "checkpoint":
     import bioprune.models as M
@@ -155,7 +158,8 @@ def test_kill_inside_atomic_write_window_leaves_no_final_file(tiny_workdir, writ
     if sig == signal.SIGKILL:
         assert stale and stale[0].stat().st_size > 0, "the kill did not land after data was written"
     else:
-        assert list(out_dir.iterdir()) == [], "SIGTERM must remove the temporary files"
+        left = [p.name for p in out_dir.iterdir() if p.name != f".{out.name}.chunks"]  # kept to resume
+        assert left == [], "SIGTERM must remove the temporary files"
 
 
 PROBE = """
