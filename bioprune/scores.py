@@ -9,7 +9,11 @@ relative_damping 0, lambda = the absolute `damping`. A D_sub member is scored ag
 D_sub without itself (leave-one-out, exact by Sherman-Morrison: with q = s^T (F~ + lambda)^-1 s and
 m = |D_sub|, s_loo = q / (1 - q/m)), so members and non-members are scored alike; without it a
 member's own sketch shrinks its score (with k >= m and small lambda the score detects membership).
-Both stream shard by shard: memory O(k^2 + one shard).
+Both stream block by block (BLOCK rows of one shard at a time) straight into the output: memory
+O(k^2 + one block + a sample), no Python object per sequence. Spearman(score, length) and
+Spearman(score, grad_sqnorm) are exact up to SPEARMAN_SAMPLE sequences, beyond that over every
+k-th sequence (k = spearman_sample_stride, an attr). Unique ids across shards are ingest's
+guarantee; the merge refuses two sketch files of the same source shard.
 normalize "rayleigh": s(z) / g^T g (diag_fisher: the exact gradient's g^T g, stored as grad_sqnorm;
 projected: the sketch's own squared norm), a magnitude-free score; 0 where the gradient is 0.
 """
@@ -21,33 +25,41 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from .errors import BiopruneError, NumericalError
-from .h5io import atomic_h5, open_h5, read_str, write_str
+from .h5io import STR, atomic_h5, open_h5, read_str
 
 log = logging.getLogger(__name__)
 SIGN_NOTE = ("positive self-influence s = g^T F^-1 g; higher = more influential. The official "
              "bio-coreset code stores -s (more negative = more influential).")
 
 
-def _finite_sketch(f, path: str) -> np.ndarray:
-    """A shard's sketches as float64; a non-finite row stops the merge with its sequence id."""
-    s = f["sketch"][()].astype(np.float64)
+BLOCK = 1 << 16  # rows read, scored and written at a time
+SPEARMAN_SAMPLE = 1_000_000  # Spearman correlations over every k-th sequence beyond this many
+
+
+def _finite(s: np.ndarray, f, path: str, offset: int) -> np.ndarray:
+    """Sketch rows as float64; a non-finite row stops the merge with its sequence id."""
+    s = s.astype(np.float64)
     bad = ~np.isfinite(s).all(1)
     if bad.any():
-        raise NumericalError(f"scores: non-finite sketch for sequence {f['id'].asstr()[int(np.argmax(bad))]} "
+        raise NumericalError(f"scores: non-finite sketch for sequence {f['id'].asstr()[offset + int(np.argmax(bad))]} "
                              f"({path}, stage scores)")
     return s
 
 
 def _projected_fisher(paths: list[str]) -> tuple[np.ndarray, int]:
+    """Empirical Fisher of D_sub's sketches, accumulated block by block (memory O(k^2 + block))."""
     fisher, m = None, 0
     for p in paths:
         with open_h5(p, "sketches", ["id", "sketch", "in_subset"]) as f:
-            sub = f["in_subset"][()]
-            s = _finite_sketch(f, p)[sub]
-        if fisher is None:
-            fisher = np.zeros((s.shape[1], s.shape[1]))
-        fisher += s.T @ s
-        m += s.shape[0]
+            n, k = f["sketch"].shape
+            if fisher is None:
+                fisher = np.zeros((k, k))
+            for a in range(0, n, BLOCK):
+                sub = f["in_subset"][a:a + BLOCK]
+                if sub.any():
+                    s = _finite(f["sketch"][a:a + BLOCK], f, p, a)[sub]
+                    fisher += s.T @ s
+                    m += s.shape[0]
     if not m:
         raise BiopruneError("scores: no D_sub sequence among the sketches; raise reference.subset_fraction")
     return fisher / m, m
@@ -101,10 +113,10 @@ def merge_scores(paths: list[str], out_path: str, damping: float | None = None,
     if normalize not in ("none", "rayleigh"):
         raise BiopruneError(f"config key influence.normalize: {normalize!r} is not one of ('none', 'rayleigh')")
     inv_eig = None
-    m = None
+    m_fisher = None
     lam = damping
     if estimator == "projected":
-        fisher, m = _projected_fisher(paths)
+        fisher, m_fisher = _projected_fisher(paths)
         evals, evecs = np.linalg.eigh(fisher)
         evals = np.clip(evals, 0.0, None)
         lam = rel * float(evals.mean()) if rel > 0 else damping
@@ -113,55 +125,80 @@ def merge_scores(paths: list[str], out_path: str, damping: float | None = None,
                                 "influence.relative_damping and influence.damping are both 0)")
         inv_eig = (evecs, 1.0 / (evals + lam))
         log.info("projected Fisher %dx%d from %d D_sub sketches; eigenvalues %.3g..%.3g, lambda %.3g",
-                 *fisher.shape, m, evals.min(), evals.max(), lam)
-    ids: list[str] = []
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("score", "length", "loss", "grad_sqnorm", "in_subset")}
+                 *fisher.shape, m_fisher, evals.min(), evals.max(), lam)
+    sizes, origins = [], set()
     for p in paths:
-        need = ["id", "length", "loss", "grad_sqnorm", "in_subset"] + (["sketch"] if inv_eig else ["score"])
-        with open_h5(p, "sketches", need) as f:
-            for k in ("estimator",) + keys:
-                if k in attrs and not np.array_equal(np.asarray(f.attrs.get(k)), np.asarray(attrs[k])):
-                    raise BiopruneError(f"{p}: sketched with another {k} than {paths[0]}; re-run sketching")
-            shard_ids = read_str(f["id"])
-            if inv_eig is not None:
-                sk = _finite_sketch(f, p)
-                proj = sk @ inv_eig[0]
-                score = (proj * proj * inv_eig[1]).sum(1)
-                if leave_one_out:
-                    sub = f["in_subset"][()]
-                    score[sub] = _leave_one_out(score[sub], m, [i for i, b in zip(shard_ids, sub) if b], p)
-                if normalize == "rayleigh":
-                    score = _rayleigh(score, (sk * sk).sum(1))
-            else:
-                score = f["score"][()]
-                if normalize == "rayleigh":
-                    score = _rayleigh(score, f["grad_sqnorm"][()])
-            for k in ("length", "loss", "grad_sqnorm", "in_subset"):
-                cols[k].append(f[k][()])
-        bad = ~np.isfinite(score)
-        if bad.any():
-            raise NumericalError(f"scores: non-finite score for sequence {shard_ids[int(np.argmax(bad))]} "
-                                 f"({p}, stage scores)")
-        ids.extend(shard_ids)
-        cols["score"].append(score)
-    arr = {k: np.concatenate(v) for k, v in cols.items()}
-    if len(set(ids)) != len(ids):
-        raise BiopruneError("scores: the same id appears in two shards; re-run ingest")
-    rho = float(spearmanr(arr["score"], arr["length"]).statistic) if len(ids) > 2 else float("nan")
-    rho_norm = float(spearmanr(arr["score"], arr["grad_sqnorm"]).statistic) if len(ids) > 2 else float("nan")
+        with open_h5(p, "sketches", ["id"]) as f:
+            sizes.append(int(f["id"].shape[0]))
+            origin = f.attrs.get("source_shard")
+        if origin is not None:
+            if str(origin) in origins:
+                raise BiopruneError(f"scores: {p} sketches shard {origin} again; the same id appears in two shards")
+            origins.add(str(origin))
+    n = sum(sizes)
+    stride = max(1, -(-n // SPEARMAN_SAMPLE))
+    sample: dict[str, list[np.ndarray]] = {"score": [], "length": [], "grad_sqnorm": []}
+    n_subset = 0
     with atomic_h5(out_path, "scores", estimator=estimator, damping=damping, relative_damping=rel,
                    damping_effective=lam, normalize=normalize, sign=SIGN_NOTE,
-                   dsub_leave_one_out=bool(leave_one_out and estimator == "projected"),
-                   spearman_score_length=rho, spearman_score_gradnorm=rho_norm, n=len(ids),
-                   n_subset=int(arr["in_subset"].sum()), **attrs) as f:
-        write_str(f, "id", ids)
-        f.create_dataset("score", data=arr["score"].astype(np.float64))
-        f.create_dataset("length", data=arr["length"].astype(np.int32))
-        f.create_dataset("loss", data=arr["loss"])
-        f.create_dataset("grad_sqnorm", data=arr["grad_sqnorm"])
-        f.create_dataset("in_subset", data=arr["in_subset"])
-    log.info("scores: %d sequences, Spearman(score, length) = %.3f", len(ids), rho)
-    return {"n": len(ids), "spearman_score_length": rho, "damping_effective": lam}
+                   dsub_leave_one_out=bool(leave_one_out and estimator == "projected"), n=n, **attrs) as out:
+        cols = {"id": out.create_dataset("id", shape=(n,), dtype=STR),
+                "score": out.create_dataset("score", shape=(n,), dtype=np.float64),
+                "length": out.create_dataset("length", shape=(n,), dtype=np.int32)}
+        at = 0
+        for p in paths:
+            need = ["id", "length", "loss", "grad_sqnorm", "in_subset"] + (["sketch"] if inv_eig else ["score"])
+            with open_h5(p, "sketches", need) as f:
+                for k in ("estimator",) + keys:
+                    if k in attrs and not np.array_equal(np.asarray(f.attrs.get(k)), np.asarray(attrs[k])):
+                        raise BiopruneError(f"{p}: sketched with another {k} than {paths[0]}; re-run sketching")
+                for k in ("loss", "grad_sqnorm", "in_subset"):
+                    if k not in cols:
+                        cols[k] = out.create_dataset(k, shape=(n,), dtype=f[k].dtype)
+                m = int(f["id"].shape[0])
+                for a in range(0, m, BLOCK):
+                    b = min(m, a + BLOCK)
+                    score = _score_block(f, p, a, b, inv_eig, m_sub=m_fisher, leave_one_out=leave_one_out,
+                                         normalize=normalize)
+                    block = {"score": score, "id": f["id"][a:b], "length": f["length"][a:b],
+                             "loss": f["loss"][a:b], "grad_sqnorm": f["grad_sqnorm"][a:b],
+                             "in_subset": f["in_subset"][a:b]}
+                    for k, v in block.items():
+                        cols[k][at + a:at + b] = v
+                    n_subset += int(block["in_subset"].sum())
+                    pick = np.flatnonzero((np.arange(at + a, at + b) % stride) == 0)
+                    for k in sample:
+                        sample[k].append(np.asarray(block[k])[pick])
+            at += m
+        smp = {k: np.concatenate(v) if v else np.zeros(0) for k, v in sample.items()}
+        rho = float(spearmanr(smp["score"], smp["length"]).statistic) if n > 2 else float("nan")
+        rho_norm = float(spearmanr(smp["score"], smp["grad_sqnorm"]).statistic) if n > 2 else float("nan")
+        out.attrs.update(spearman_score_length=rho, spearman_score_gradnorm=rho_norm, n_subset=n_subset,
+                         spearman_sample_stride=stride)
+    log.info("scores: %d sequences, Spearman(score, length) = %.3f", n, rho)
+    return {"n": n, "spearman_score_length": rho, "damping_effective": lam}
+
+
+def _score_block(f, path: str, a: int, b: int, inv_eig, m_sub, leave_one_out: bool, normalize: str) -> np.ndarray:
+    """Scores of rows a..b of one sketch file (module doc), checked finite."""
+    if inv_eig is not None:
+        sk = _finite(f["sketch"][a:b], f, path, a)
+        proj = sk @ inv_eig[0]
+        score = (proj * proj * inv_eig[1]).sum(1)
+        if leave_one_out:
+            sub = f["in_subset"][a:b]
+            score[sub] = _leave_one_out(score[sub], m_sub, f["id"].asstr()[a:b][sub].tolist(), path)
+        if normalize == "rayleigh":
+            score = _rayleigh(score, (sk * sk).sum(1))
+    else:
+        score = f["score"][a:b].astype(np.float64)
+        if normalize == "rayleigh":
+            score = _rayleigh(score, f["grad_sqnorm"][a:b])
+    bad = ~np.isfinite(score)
+    if bad.any():
+        raise NumericalError(f"scores: non-finite score for sequence {f['id'].asstr()[a + int(np.argmax(bad))]} "
+                             f"({path}, stage scores)")
+    return score
 
 
 def read_scores(path: str) -> dict:

@@ -254,6 +254,7 @@ def sketch_shard(shard_path: str, model_path: str, out_path: str, cfg: Influence
     sha = model_checksum(model)
     with open_h5(shard_path, S.shard_kind(shard_path), ["id", "sequence", "length"]) as f:
         lengths = f["length"][()]
+        origin = f"{f.attrs.get('shard_index', 0)}-of-{f.attrs.get('n_shards', 0)}:{f.attrs.get('source_sha256', '')}"
     n = len(lengths)
     inv = None
     projector = None
@@ -267,7 +268,8 @@ def sketch_shard(shard_path: str, model_path: str, out_path: str, cfg: Influence
     attrs = dict(estimator=cfg.estimator, params=names, normalize=cfg.normalize,
                  damping=cfg.damping if inv is not None else float("nan"),
                  relative_damping=cfg.relative_damping, molecule=molecule, model_sha256=sha,
-                 config=str(asdict(cfg)), projector=projector.backend if projector else "none", **scoring_attrs(cfg))
+                 config=str(asdict(cfg)), projector=projector.backend if projector else "none", source_shard=origin,
+                 **scoring_attrs(cfg))
     chunks = S.chunks(lengths, cfg.batch_size)
     work = S.chunk_dir(out_path, {**attrs, "shard_sha256": sha256_file(shard_path),
                                  "curvature_sha256": sha256_file(curvature_path) if curvature_path else ""})
