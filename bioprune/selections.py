@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
-import subprocess
-import tempfile
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 
 from .errors import BiopruneError
-from .h5io import atomic_h5, atomic_path, open_h5, read_str, write_str
+from .selection_io import mmseqs_representatives, read_selection, write_selection  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("top_influence", "cci", "random", "random_10x", "grad_norm", "cluster")
@@ -54,8 +50,57 @@ def budget_size(n: int, budget: float, strategy: str = "") -> int:
 
 
 def top_k(values: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest values, ties broken by position (stable)."""
-    return np.argsort(-values, kind="stable")[:k]
+    """Indices of the k largest values, ordered by value, ties broken by position (= the first k of
+    a stable argsort of -values), by partial selection: O(n) time, not a full sort."""
+    values = np.asarray(values)
+    n = len(values)
+    if k >= n:
+        return np.argsort(-values, kind="stable")
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    thr = np.partition(values, n - k)[n - k]  # the k-th largest value
+    above = np.flatnonzero(values > thr)
+    idx = np.concatenate([above, np.flatnonzero(values == thr)[: k - len(above)]])
+    return idx[np.lexsort((idx, -values[idx]))]
+
+
+DROPPED = -2  # bin of a score dropped as one of the highest (cci_bin_all)
+
+
+def cci_bin_all(scores: np.ndarray, beta: float, n_bins: int, edge: str = "inclusive",
+                n_drop: int | None = None, block: int = 1 << 22) -> np.ndarray:
+    """Bin of every score (int32; DROPPED for the n_drop highest, -1 outside every bin), in two
+    streaming passes (extremes of the kept scores, then bins block by block): see cci_bins."""
+    if not 0 <= beta < 1:
+        raise BiopruneError(f"config key selection.cci.beta: {beta} must be in [0, 1)")
+    if edge not in ("inclusive", "official"):
+        raise BiopruneError(f"config key selection.cci.bin_edge: {edge!r} is not inclusive or official")
+    scores = np.asarray(scores)
+    n = len(scores)
+    kept = np.ones(n, dtype=bool)
+    kept[top_k(scores, fraction_count(n, beta) if n_drop is None else n_drop)] = False
+    out = np.full(n, DROPPED, dtype=np.int32)
+    if not kept.any():
+        return out
+    lo = float(np.min(scores, where=kept, initial=np.inf))
+    hi = float(np.max(scores, where=kept, initial=-np.inf))
+    if edge == "official":
+        lo, hi = -hi, -lo * 1.0001
+        edges = np.linspace(lo, hi, n_bins + 1)
+    else:
+        inner = np.linspace(lo, hi, n_bins + 1)[1:-1]
+    for a in range(0, n, block):
+        s, m = scores[a:a + block], kept[a:a + block]
+        if edge == "official":
+            signed = -s
+            b = np.searchsorted(edges, signed, side="right") - 1
+            b[(signed >= hi) | (b >= n_bins)] = -1
+        elif hi == lo:
+            b = np.zeros(len(s), dtype=np.int64)
+        else:
+            b = np.searchsorted(inner, s, side="right")
+        out[a:a + block] = np.where(m, b, DROPPED)
+    return out
 
 
 def cci_bins(scores: np.ndarray, beta: float, n_bins: int, edge: str = "inclusive",
@@ -68,29 +113,9 @@ def cci_bins(scores: np.ndarray, beta: float, n_bins: int, edge: str = "inclusiv
     maximum is in it. `official` reproduces bio-coreset: the same left-closed bins on the NEGATED
     scores over [min, max*1.0001), an upper edge that leaves the most extreme retained sample out.
     """
-    if not 0 <= beta < 1:
-        raise BiopruneError(f"config key selection.cci.beta: {beta} must be in [0, 1)")
-    n = len(scores)
-    order = np.argsort(-scores, kind="stable")
-    kept = np.sort(order[fraction_count(n, beta) if n_drop is None else n_drop:])
-    if not len(kept):
-        return kept, np.zeros(0, dtype=int)
-    if edge == "official":
-        signed = -scores[kept]
-        lo, hi = signed.min(), signed.max() * 1.0001
-        edges = np.linspace(lo, hi, n_bins + 1)
-        b = np.searchsorted(edges, signed, side="right") - 1
-        b[(signed >= hi) | (b >= n_bins)] = -1
-    elif edge == "inclusive":
-        s = scores[kept]
-        lo, hi = s.min(), s.max()
-        if hi == lo:
-            b = np.zeros(len(kept), dtype=int)
-        else:
-            b = np.searchsorted(np.linspace(lo, hi, n_bins + 1)[1:-1], s, side="right")
-    else:
-        raise BiopruneError(f"config key selection.cci.bin_edge: {edge!r} is not inclusive or official")
-    return kept, b
+    b = cci_bin_all(scores, beta, n_bins, edge, n_drop)
+    kept = np.flatnonzero(b != DROPPED)
+    return kept, b[kept].astype(np.int64)
 
 
 def cci_allocation(bin_sizes: np.ndarray, k: int) -> np.ndarray:
@@ -121,11 +146,18 @@ def _cci_short(k: int, room: int, beta: float) -> BiopruneError:
 
 
 def select_cci(scores: np.ndarray, k: int, beta: float, n_bins: int, seed: int, edge: str = "inclusive") -> np.ndarray:
-    """Coverage-Centric Influence: stratified sampling over the influence-score distribution; exactly k indices."""
-    kept, b = cci_bins(scores, beta, n_bins, edge)
-    if (b >= 0).sum() < k:
-        raise _cci_short(k, int((b >= 0).sum()), beta)
-    return _cci_pick(kept, b, k, n_bins, np.random.default_rng(seed))
+    """Coverage-Centric Influence: stratified sampling over the influence-score distribution; exactly k indices.
+
+    A histogram pass (cci_bin_all: one int32 bin per score) and a sampling pass (per bin, the
+    same draws as _cci_pick on the kept indices), so no sorted copy of the pool is made."""
+    b = cci_bin_all(scores, beta, n_bins, edge)
+    sizes = np.bincount(b + 2, minlength=n_bins + 2)[2:]
+    if sizes.sum() < k:
+        raise _cci_short(k, int(sizes.sum()), beta)
+    alloc = cci_allocation(sizes, k)
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(b == j), size=alloc[j], replace=False) for j in range(n_bins) if alloc[j]]
+    return np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=int)
 
 
 def length_strata(lengths: np.ndarray, n_strata: int) -> np.ndarray:
@@ -220,7 +252,16 @@ def select(strategy: str, scores: dict, budget: float, seed: int, cci: dict | No
     proportion to the pool by largest remainder. Deterministic for a given seed.
     """
     ids = scores["id"]
-    n = len(ids)
+    idx = select_indices(strategy, scores, len(ids), budget, seed, cci, representatives,
+                         top_influence=top_influence, length_strata=length_strata)
+    return [ids[i] for i in idx]
+
+
+def select_indices(strategy: str, scores: dict, n: int, budget: float, seed: int, cci: dict | None = None,
+                   representatives: list[str] | None = None, *, top_influence: dict | None = None,
+                   length_strata: int = 10) -> np.ndarray:
+    """Positions (in the scores file) chosen by `strategy`, as select(): `scores` needs only the
+    numeric arrays the strategy reads (score, grad_sqnorm, length), plus `id` for cluster."""
     k = budget_size(n, budget, strategy)
     rng = np.random.default_rng(seed)
     if strategy == "top_influence":
@@ -243,7 +284,7 @@ def select(strategy: str, scores: dict, budget: float, seed: int, cci: dict | No
     elif strategy == "cluster":
         if representatives is None:
             raise BiopruneError("strategy cluster needs the MMseqs2 representatives file")
-        pos = {i: j for j, i in enumerate(ids)}
+        pos = {i: j for j, i in enumerate(scores["id"])}
         reps = np.array(sorted(pos[r] for r in representatives if r in pos))
         if len(reps) < k:
             raise BiopruneError(f"cluster: only {len(reps)} cluster representatives for a budget of {k}; "
@@ -253,41 +294,4 @@ def select(strategy: str, scores: dict, budget: float, seed: int, cci: dict | No
         raise BiopruneError(f"config key selection.strategies: unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
     if len(idx) != k:  # every branch above returns k by construction; never hand back a silently short set
         raise BiopruneError(f"selection {strategy}: chose {len(idx)} sequences for a budget of {k}")
-    return [ids[i] for i in idx]
-
-
-def write_selection(path: str, fasta_path: str, chosen: list[str], sequences: dict[str, str], **attrs) -> None:
-    """Write the selection HDF5 (dataset id) and a FASTA of the chosen sequences, atomically."""
-    with atomic_h5(path, "selection", n=len(chosen), **attrs) as f:
-        write_str(f, "id", chosen)
-    with atomic_path(fasta_path) as tmp:
-        with open(tmp, "w") as fh:
-            for i in chosen:
-                fh.write(f">{i}\n{sequences[i]}\n")
-
-
-def read_selection(path: str) -> list[str]:
-    with open_h5(path, "selection", ["id"]) as f:
-        return read_str(f["id"])
-
-
-def mmseqs_representatives(fasta: str, out_path: str, identity: float, coverage: float = 0.8, threads: int = 1) -> int:
-    """Cluster with `mmseqs easy-linclust`; write one representative id per line. Returns the count."""
-    exe = shutil.which("mmseqs")
-    if exe is None:
-        raise BiopruneError(
-            "strategy 'cluster' needs MMseqs2, which is not on PATH: install it with "
-            "`apt-get install mmseqs2` (Debian/Ubuntu) or `conda install -c bioconda mmseqs2`, "
-            "or remove 'cluster' from selection.strategies"
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        prefix = Path(tmp) / "clu"
-        cmd = [exe, "easy-linclust", fasta, str(prefix), str(Path(tmp) / "work"), "--min-seq-id", str(identity),
-               "-c", str(coverage), "--threads", str(threads), "-v", "1"]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise BiopruneError(f"mmseqs easy-linclust failed ({res.returncode}): {res.stderr[-2000:]}")
-        reps = sorted({line.split("\t")[0] for line in open(f"{prefix}_cluster.tsv") if line.strip()})
-    with atomic_path(out_path) as t:
-        Path(t).write_text("".join(r + "\n" for r in reps))
-    return len(reps)
+    return np.asarray(idx)

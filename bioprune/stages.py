@@ -145,21 +145,26 @@ def cluster(shards: list[str], out: str, params: dict, threads: int = 1) -> None
 
 def select(scores_path: str, shards: list[str], out: str, fasta: str, params: dict, budget: float, seed: int,
            representatives: str | None = None) -> None:
-    from .pretraining import load_sequences
+    """Select on the scores' numeric arrays (ids only for `cluster`), then write the selection and its
+    FASTA streaming from the shards: memory O(pool x a few bytes), no Python object per sequence."""
     from .scores import read_scores
-    from .selections import select as _select, write_selection
+    from .selection_io import read_score_arrays, write_selection_streaming
+    from .selections import select_indices
 
-    sc = read_scores(scores_path)
+    strategy = params["strategy"]
+    if strategy == "cluster":
+        sc = read_scores(scores_path)
+        n, sc_attrs = len(sc["id"]), sc["attrs"]
+    else:
+        sc, n, sc_attrs = read_score_arrays(scores_path)
     reps = open(representatives).read().split() if representatives else None
-    chosen = _select(params["strategy"], sc, budget, seed, params.get("cci"), reps,
-                     top_influence=params.get("top_influence"), length_strata=params.get("length_strata", 10))
-    ids, seqs = load_sequences(shards, set(chosen))
-    seq_of = dict(zip(ids, seqs))
-    attrs = {"strategy": params["strategy"], "budget": budget, "seed": seed, "pool_size": len(sc["id"]),
-             "scores": scores_path, "reference_seed": int(sc["attrs"].get("subset_seed", -1)),
+    idx = select_indices(strategy, sc, n, budget, seed, params.get("cci"), reps,
+                         top_influence=params.get("top_influence"), length_strata=params.get("length_strata", 10))
+    attrs = {"strategy": strategy, "budget": budget, "seed": seed, "pool_size": n,
+             "scores": scores_path, "reference_seed": int(sc_attrs.get("subset_seed", -1)),
              "parameters": json.dumps(params, sort_keys=True)}
-    write_selection(out, fasta, chosen, seq_of, **attrs)
-    log.info("select %s budget %g seed %d: %d of %d sequences", params["strategy"], budget, seed, len(chosen), len(sc["id"]))
+    write_selection_streaming(out, fasta, scores_path, shards, idx, **attrs)
+    log.info("select %s budget %g seed %d: %d of %d sequences", strategy, budget, seed, len(idx), n)
 
 
 def pretrain(shards: list[str], holdout: str, model: str, curves: str, params: dict, seed: int,
