@@ -8,9 +8,12 @@ B, Z, U, O (Asx, Glx, selenocysteine, pyrrolysine) are masked to X or dropped; o
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-from esm.data import Alphabet
+
+if TYPE_CHECKING:  # esm (and torch) load only when a model needs an alphabet, not for ingest
+    from esm.data import Alphabet
 
 RNA_STANDARD = "ACGU"
 RNA_AMBIGUOUS = "RYSWKMBDHVN"
@@ -51,6 +54,8 @@ def normalise(seq: str, molecule: str, ambiguous: str) -> str | None:
 @lru_cache(maxsize=None)
 def get_alphabet(molecule: str) -> Alphabet:
     """The fair-esm Alphabet for a molecule: ESM-2's for protein, an RNA-FM-style one for RNA."""
+    from esm.data import Alphabet
+
     if molecule == "protein":
         return Alphabet.from_architecture("ESM-1b")
     if molecule == "rna":

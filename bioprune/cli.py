@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sketch-dim", type=int, default=4096)
     p.add_argument("--baseline-samples", type=int, default=32)
     p.add_argument("--device", default="auto")
+    p = sub.add_parser("bench-scale", help="peak RSS and records/s of ingest, merge and selection on synthetic "
+                                           "corpora (each measured in a child process); prints JSON lines")
+    p.add_argument("--work", required=True, help="folder for the synthetic inputs (large at 10M records)")
+    p.add_argument("--ingest-n", type=int, nargs="*", default=[100_000, 1_000_000])
+    p.add_argument("--merge-n", type=int, nargs="*", default=[1_000_000, 10_000_000])
+    p.add_argument("--select-n", type=int, nargs="*", default=[1_000_000, 10_000_000])
+    p.add_argument("--shards", type=int, default=8)
     return ap
 
 
@@ -139,6 +146,12 @@ def run(args) -> None:
         from .bench import bench_sketch
 
         print(json.dumps(bench_sketch(args)))
+        return
+    if cmd == "bench-scale":
+        from .bench_scale import bench_scale
+
+        for row in bench_scale(args.work, args.ingest_n, args.merge_n, args.select_n, args.shards):
+            print(json.dumps(row), flush=True)
         return
     cfg = _config(args)
     if cmd == "config":
