@@ -3,7 +3,7 @@
 Synthetic inputs (made in the parent, not measured): RNA FASTA of random 40-300 nt sequences with
 2% exact duplicates (ingest); diag_fisher-style sketch files in `--shards` parts (merge); score
 arrays (selection). Each measurement runs in its own child process (`python -m
-bioprune.bench_scale STAGE ...`) that reports its own peak RSS (getrusage ru_maxrss) as JSON.
+bioprune.bench_scale STAGE ...`) that reports its own peak RSS (/proc/self/status VmHWM) as JSON.
 """
 from __future__ import annotations
 
@@ -100,8 +100,21 @@ def _child(stage: str, args: list[str]) -> dict:
         out.update(records=n, chosen=len(idx))
     out["seconds"] = time.perf_counter() - t0
     out["rec_per_s"] = out["records"] / out["seconds"]
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM of /proc/self/status (of this program only; Linux keeps
+    getrusage's ru_maxrss across exec, so a child started by a big parent would report the parent's
+    peak), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(stage: str, *args: str) -> dict:

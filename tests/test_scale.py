@@ -125,3 +125,12 @@ def test_select_stage_streams_the_old_selection_and_fasta(tmp_path, rna_fasta, s
     assert (tmp_path / "sel.fa").read_text() == "".join(f">{i}\n{seq_of[i]}\n" for i in want)
     with pytest.raises(BiopruneError, match="do not match"):
         stages.select(str(tmp_path / "sc.h5"), shards[::-1], str(tmp_path / "x.h5"), str(tmp_path / "x.fa"), params, 0.2, 3)
+
+
+def test_bench_scale_reports_every_stage(tmp_path):
+    from bioprune.bench_scale import bench_scale
+
+    rows = bench_scale(str(tmp_path), [3000], [3000], [3000], shards=2, strategies=("cci",))
+    assert [r["stage"] for r in rows] == ["ingest", "merge", "select"]
+    assert rows[0]["records"] == 3000 and 2900 < rows[0]["kept"] < 3000  # about 2% planted duplicates
+    assert all(r["peak_rss_mb"] > 20 and r["rec_per_s"] > 0 for r in rows)

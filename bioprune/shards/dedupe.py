@@ -21,7 +21,7 @@ from .fasta import read_batches
 from .route import FATE_STATS
 
 log = logging.getLogger(__name__)
-COPY_ROWS = 1 << 16
+COPY_ROWS = 1 << 14
 
 
 def _void(a: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from ..hashing import id_buckets, route_digests
 from .fasta import _BatchAlphabetError, check_fasta, normalise_batch, read_batches
 
 log = logging.getLogger(__name__)
-FLUSH_BYTES = 32 << 20
+FLUSH_BYTES = 16 << 20
 # fate of a record, stored with its id so the gather can undo the counts of a repeated (id, sequence)
 KEPT, CROPPED, DROPPED_AMBIGUOUS, DROPPED_SHORT, DROPPED_LONG = range(5)
 FATE_STATS = {CROPPED: "cropped", DROPPED_AMBIGUOUS: "dropped_ambiguous", DROPPED_SHORT: "dropped_short",
