@@ -163,3 +163,13 @@ def rnafold(out: str, params: dict) -> None:
 
     rows = [("rna_ss", m, v) for m, v in rnafold_reference(params["resources"], params["max_eval"], params["test_families"])]
     write_metrics(out, "rnafold", "", 0, rows)
+
+
+def ledger(benchmark_tsvs: list[str], out: str) -> None:
+    """`out` is <results>/benchmark/ledger.csv; the stage files it reads lie under <results>."""
+    from pathlib import Path
+
+    from .ledger import write_ledger
+
+    table = write_ledger(str(Path(out).parents[1]), benchmark_tsvs, out)
+    log.info("compute ledger: %d arms -> %s", len(table), out)

@@ -13,7 +13,7 @@ import yaml
 from slurm_cluster import LocalSlurm, unavailable_reason
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "workflow_scripts", "schemas", "report", "envs", "profiles",
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "workflow_scripts", "schemas", "report", "envs", "profiles", "bioprune",
                   "tests/config", "tests/data", "resources"]
 
 
