@@ -5,7 +5,13 @@ rule benchmark:
         evals=eval_files(),
         splits=split_files(),
     output:
-        f"{R}/metrics/{{model_strategy}}_{{budget}}_seed{{seed}}.csv",
+        report(
+            f"{R}/metrics/{{model_strategy}}_{{budget}}_seed{{seed}}.csv",
+            caption="../report/model_metrics.rst",
+            category="Benchmarks",
+            subcategory="per model",
+            labels=model_labels,
+        ),
     log:
         f"{R}/logs/benchmark/{{model_strategy}}_{{budget}}_seed{{seed}}.log",
     benchmark:

@@ -161,6 +161,11 @@ def model_ids():
     return ids + [("full", "1", seed) for seed in FULL_SEEDS]
 
 
+def model_labels(wildcards):
+    """Report labels of one model arm's items."""
+    return {"strategy": wildcards.model_strategy, "budget": wildcards.budget, "seed": wildcards.seed}
+
+
 def pretrain_selection(wildcards):
     if wildcards.model_strategy == "full":
         return []

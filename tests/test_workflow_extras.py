@@ -143,9 +143,24 @@ def test_report_embeds_table_config_and_leakage_report(run):
     assert embedded(config) == (run / R / "config.resolved.yaml").read_bytes()
     assert yaml.safe_load(embedded(config))["selection"]["strategies"] == ["cluster", "random"]
 
+    ledger = report_item(html, f"{R}/benchmark/ledger.csv")
+    assert "Compute ledger" in ledger["caption"] and embedded(ledger) == (run / R / "benchmark/ledger.csv").read_bytes()
+    arm = report_item(html, f"{R}/metrics/cluster_0.05_seed0.csv")  # one item per model, labelled
+    assert arm["labels"] == {"strategy": "cluster", "budget": "0.05", "seed": "0"}
+    assert arm["job_properties"]["rule"] == "bp_benchmark"
+
     leak = report_item(html, f"{R}/leakage/report.csv")
     assert "leakage gate" in leak["caption"]
     assert embedded(leak) == (run / R / "leakage/report.csv").read_bytes()
+
+
+def test_ledger_has_every_arm_with_time_and_flops(run):
+    led = pd.read_csv(run / R / "benchmark/ledger.csv")
+    assert set(zip(led.strategy, led.seed)) == {("cluster", 0), ("random", 0), ("full", 0)}
+    assert (led.pretrain_s > 0).all() and (led.pretrain_flops > 0).all() and (led.total_s >= led.pretrain_s).all()
+    by = led.set_index("strategy")
+    assert by.loc["random", "scoring_s"] == 0 and by.loc["cluster", "scoring_s"] > 0  # clustering is charged
+    assert by.loc["full", "pretrain_flops_vs_full"] == pytest.approx(1.0)
 
 
 def test_leakage_report_has_rows(run):
