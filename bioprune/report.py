@@ -112,6 +112,7 @@ def plot_metrics(table_path: str, out: str) -> None:
     drawn as dashed lines; budgets with several values are joined per strategy (a pruning curve)."""
     tab = pd.read_csv(table_path)
     tab = tab[~tab["metric"].isin(DIAGNOSTIC_METRICS)]
+    tab = tab[tab.task != "training"]  # token counts per arm (task training) are not quality metrics
     keys = list(tab.groupby(["task", "metric"]).groups)
     n = max(1, len(keys))
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False)
@@ -142,6 +143,7 @@ def plot_pruning_curves(table_path: str, out: str) -> None:
     tab = tab[~tab["metric"].isin(DIAGNOSTIC_METRICS)]
     tab = tab[~tab.strategy.isin(["rnafold", "nearest_neighbour", "full"])].copy()
     tab["size"] = pd.to_numeric(tab["budget"], errors="coerce") * np.where(tab.strategy == "random_10x", 10, 1)
+    tab = tab[tab.task != "training"]  # token counts per arm (task training) are not quality metrics
     keys = list(tab.groupby(["task", "metric"]).groups)
     n = max(1, len(keys))
     fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.4), squeeze=False)

@@ -152,10 +152,22 @@ def write_metrics(path: str, strategy: str, budget, seed, rows) -> None:
                 w.writerow([strategy, budget, seed, task, metric, repr(float(value))])
 
 
+TRAINING_COUNTS = ("tokens_seen", "unique_tokens", "unique_sequences")
+
+
+def training_rows(model: str) -> list[tuple[str, str, float]]:
+    """Task `training` rows: the tokens the model was pretrained on (with repeats), the tokens and number
+    of the distinct sequences, from its checkpoint's meta (absent in checkpoints of older versions)."""
+    import torch
+
+    meta = torch.load(model, map_location="cpu", weights_only=False).get("meta") or {}
+    return [("training", k, float(meta[k])) for k in TRAINING_COUNTS if k in meta]
+
+
 def benchmark(model: str, holdout: str, out: str, params: dict, strategy: str, budget, seed) -> None:
     from .benchmarks import run_benchmarks
 
-    write_metrics(out, strategy, budget, seed, run_benchmarks(model, holdout, params))
+    write_metrics(out, strategy, budget, seed, run_benchmarks(model, holdout, params) + training_rows(model))
 
 
 def rnafold(out: str, params: dict) -> None:

@@ -108,7 +108,8 @@ def test_cluster_strategy_selects_mmseqs_representatives(run, tmp_path):
 def test_summary_has_cluster_and_nearest_neighbour_rows(run):
     s = pd.read_csv(run / R / "benchmark/summary.csv")
     expect = {("perplexity", "mlm_loss"), ("perplexity", "perplexity"), ("rna_type", "accuracy"),
-              ("rna_type", "macro_f1")}
+              ("rna_type", "macro_f1"), ("training", "tokens_seen"), ("training", "unique_tokens"),
+              ("training", "unique_sequences")}
     for strategy in ("cluster", "random", "full"):
         rows = s[s.strategy == strategy]
         assert set(zip(rows.task, rows.metric)) == expect, strategy
@@ -117,6 +118,8 @@ def test_summary_has_cluster_and_nearest_neighbour_rows(run):
     assert set(zip(nn.task, nn.metric)) == {("rna_type", "accuracy"), ("rna_type", "macro_f1")}
     assert nn.value.between(0, 1).all()
     assert s[s.strategy == "cluster"].budget.eq(0.05).all()
+    tok = s[(s.task == "training") & (s.metric == "unique_sequences")].set_index("strategy").value
+    assert tok["full"] > tok["random"] > 0  # the full pool holds more distinct sequences than a 5% coreset
 
 
 def report_item(html: str, key: str) -> dict:
