@@ -34,15 +34,17 @@ sysdeps:
 demo: install
 	@$(MAKE) --no-print-directory sysdeps DEBTOOLS=mmseqs:mmseqs2
 	@command -v mmseqs >/dev/null || { echo "make demo: MMseqs2 is needed (leakage gate, probe splits): apt-get install mmseqs2 or conda install -c bioconda mmseqs2"; exit 2; }
-	$(SNAKEMAKE) --cores $(CORES) --rerun-incomplete
-	$(SNAKEMAKE) --cores $(CORES) --report results/report.html
+	$(SNAKEMAKE) --profile profiles/local --cores $(CORES)
+	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --report results/report.html
 	@echo "done: results/benchmark/table.csv and results/report.html"
 
 test: install sysdeps
 	$(BIN)/python -m pytest -q
 
+# Snakemake's linter and the snakefmt formatter (line length in pyproject.toml); CI runs it before the tests.
 lint: install
 	$(SNAKEMAKE) --lint --cores 1
+	$(BIN)/snakefmt --check .
 
 # needs graphviz's `dot`; writes dag.svg only when the whole pipe succeeded (no empty file left behind)
 dag: install

@@ -15,6 +15,12 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 
 
+# Sites that run jobs in Apptainer set `container:` in the config (used with --sdm apptainer).
+if config["container"]:
+
+    container: config["container"]
+
+
 scattergather:
     shards=config["corpus"]["shards"],
 
@@ -27,17 +33,8 @@ include: "rules/pretrain.smk"
 include: "rules/benchmark.smk"
 
 
-# cheap bookkeeping jobs run on the submitting host, not as cluster jobs
-localrules:
-    all,
-    aggregate,
-    plot_scores,
-    plot_results,
-    versions,
-    resolved_config,
-
-
 rule all:
     default_target: True
     input:
         all_targets(),
+    localrule: True

@@ -102,21 +102,56 @@ def coerce(value, schema: dict):
     return value
 
 
+def shipped_path(rel: str | Path) -> str:
+    """A file shipped with the workflow (beside the Snakefile), as a path the working directory can use:
+    relative when the workflow lies inside the working directory (the usual checkout), else absolute
+    (bioprune used as a Snakemake module, or `snakemake -s path/to/Snakefile` from elsewhere)."""
+    target = (ROOT / rel).resolve()
+    try:
+        return str(target.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(target)
+
+
+# path-valued keys of the bundled demo config, which are relative to the workflow (they name shipped files)
+DEMO_PATH_KEYS = (("corpus", "path"), ("benchmark", "resources"), ("reference", "checkpoint"))
+
+
+def _rebase_demo(data: dict) -> dict:
+    """Relative paths in the bundled config.yaml name files shipped with the workflow; paths in a
+    user's config files stay relative to the working directory, as Snakemake users expect."""
+    for section, key in DEMO_PATH_KEYS:
+        value = (data.get(section) or {}).get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            data[section][key] = shipped_path(value)
+    return data
+
+
 def resolve_config(files: list[str | Path] | None = None, overrides: dict | None = None,
-                   source: str | None = None) -> dict:
+                   source: str | None = None, data: dict | None = None) -> dict:
     """The one resolved config: schema defaults <- files (in order) <- overrides, validated.
 
-    With no file, the bundled demo config.yaml is the file. Missing required keys (`corpus.path`,
-    `corpus.molecule`) stop with the key's name; every other missing key takes the schema default.
+    With no file (and no `data`), the bundled demo config.yaml is the file. `data` is a config mapping
+    already read (the `config:` a host workflow hands to bioprune used as a Snakemake module); it is
+    merged after the files. Missing required keys (`corpus.path`, `corpus.molecule`) stop with the
+    key's name; every other missing key takes the schema default. `benchmark.resources: null` is the
+    evaluation sets shipped with the workflow.
     """
-    files = [str(f) for f in (files or [DEMO_CONFIG])]
+    files = [str(f) for f in (files or ([] if data is not None else [DEMO_CONFIG]))]
     merged: dict = {}
     for f in files:
-        merged = deep_merge(merged, read_yaml(f))
+        layer = read_yaml(f)
+        merged = deep_merge(merged, _rebase_demo(layer) if Path(f).resolve() == DEMO_CONFIG else layer)
+    if data is not None:
+        merged = deep_merge(merged, coerce(copy.deepcopy(dict(data)), _schema()))
     if overrides:
         merged = deep_merge(merged, coerce(dict(overrides), _schema()))
-    source = source or " + ".join(files) + (" + overrides" if overrides else "")
-    return validate_config(apply_paper_mode(merged, source), source)
+    source = source or " + ".join(files + (["module config"] if data is not None else [])) + (
+        " + overrides" if overrides else "")
+    config = validate_config(apply_paper_mode(merged, source), source)
+    if config["benchmark"]["resources"] is None:
+        config["benchmark"]["resources"] = shipped_path("resources")
+    return config
 
 
 def dump_resolved(config: dict, files: list[str] | None = None, overrides: dict | None = None) -> str:

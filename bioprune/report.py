@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import matplotlib
@@ -73,58 +72,6 @@ def aggregate(metric_files: list[str], summary: str, table: str) -> pd.DataFrame
     return tab
 
 
-SCORING_STAGES = ("reference", "curvature", "sketch", "scores")
-SELECTION_STAGES = {"top_influence": SCORING_STAGES, "cci": SCORING_STAGES, "grad_norm": SCORING_STAGES,
-                    "cluster": ("cluster",)}
-MODEL_LABEL = re.compile(r"^(?P<strategy>[a-z0-9_]+?)_(?P<budget>[0-9.e+-]+)_seed(?P<seed>[0-9]+)$")
-LEDGER_COLUMNS = ["strategy", "budget", "seed", "scoring_s", "select_s", "pretrain_s", "benchmark_s", "total_s",
-                  "scoring_flops", "pretrain_flops"]
-
-
-def benchmark_seconds(path: str) -> float:
-    """Wall seconds in a Snakemake `benchmark:` TSV (mean over repeats)."""
-    if not Path(path).is_file():
-        raise BiopruneError(f"{path}: benchmark file not found")
-    d = pd.read_csv(path, sep="\t")
-    if "s" not in d.columns or d.empty:
-        raise BiopruneError(f"{path}: missing column s (not a Snakemake benchmark file)")
-    return float(d["s"].mean())
-
-
-def ledger(benchmark_tsvs: dict[str, str], flops: dict[str, float] | None = None) -> pd.DataFrame:
-    """Compute per model arm. Keys are `<stage>` or `<stage>/<label>` (the benchmark file's path under
-    the benchmarks folder); a label `<strategy>_<budget>_seed<n>` ties select, pretrain and benchmark
-    runs to an arm, other labels (shards) are instances of a shared stage and are summed. Each arm is
-    charged the shared stages its strategy needs in full (influence strategies: reference, curvature,
-    sketch, scores; cluster: cluster), since each would need them alone. `flops` uses the same keys."""
-    flops = flops or {}
-    shared: dict[str, list[float]] = {}
-    arms: dict[tuple, dict[str, float]] = {}
-    for key, path in benchmark_tsvs.items():
-        stage, _, label = key.partition("/")
-        sec, fl = benchmark_seconds(path), flops.get(key, 0.0)
-        m = MODEL_LABEL.match(label)
-        if m and stage in ("select", "pretrain", "benchmark"):
-            arm = arms.setdefault((m["strategy"], float(m["budget"]), int(m["seed"])), {})
-            arm[f"{stage}_s"] = arm.get(f"{stage}_s", 0.0) + sec
-            arm[f"{stage}_flops"] = arm.get(f"{stage}_flops", 0.0) + fl
-        else:
-            acc = shared.setdefault(stage, [0.0, 0.0])
-            acc[0] += sec
-            acc[1] += fl
-    rows = []
-    for (strategy, budget, seed), arm in sorted(arms.items()):
-        need = SELECTION_STAGES.get(strategy, ())
-        r = {"strategy": strategy, "budget": budget, "seed": seed,
-             "scoring_s": sum(shared.get(s, [0.0])[0] for s in need), "select_s": arm.get("select_s", 0.0),
-             "pretrain_s": arm.get("pretrain_s", 0.0), "benchmark_s": arm.get("benchmark_s", 0.0),
-             "scoring_flops": sum(shared.get(s, [0.0, 0.0])[1] for s in need),
-             "pretrain_flops": arm.get("pretrain_flops", 0.0)}
-        r["total_s"] = r["scoring_s"] + r["select_s"] + r["pretrain_s"] + r["benchmark_s"]
-        rows.append(r)
-    return pd.DataFrame(rows, columns=LEDGER_COLUMNS)
-
-
 def _save(fig, path: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
@@ -165,6 +112,7 @@ def plot_metrics(table_path: str, out: str) -> None:
     drawn as dashed lines; budgets with several values are joined per strategy (a pruning curve)."""
     tab = pd.read_csv(table_path)
     tab = tab[~tab["metric"].isin(DIAGNOSTIC_METRICS)]
+    tab = tab[tab.task != "training"]  # token counts per arm (task training) are not quality metrics
     keys = list(tab.groupby(["task", "metric"]).groups)
     n = max(1, len(keys))
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False)
@@ -195,6 +143,7 @@ def plot_pruning_curves(table_path: str, out: str) -> None:
     tab = tab[~tab["metric"].isin(DIAGNOSTIC_METRICS)]
     tab = tab[~tab.strategy.isin(["rnafold", "nearest_neighbour", "full"])].copy()
     tab["size"] = pd.to_numeric(tab["budget"], errors="coerce") * np.where(tab.strategy == "random_10x", 10, 1)
+    tab = tab[tab.task != "training"]  # token counts per arm (task training) are not quality metrics
     keys = list(tab.groupby(["task", "metric"]).groups)
     n = max(1, len(keys))
     fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.4), squeeze=False)

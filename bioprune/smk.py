@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from pathlib import Path
 from typing import Callable
 
 
@@ -26,6 +27,10 @@ def run_script(snakemake, fn: Callable[[], None]) -> None:
         torch.set_num_threads(max(1, int(snakemake.threads)))  # no oversubscription when jobs run side by side
     except ImportError:
         pass
+    from . import __file__ as package_file, __version__
+
+    # provenance: which bioprune ran (the workflow's own copy, found through Snakemake's script search path)
+    logging.getLogger("bioprune").info("bioprune %s from %s", __version__, Path(package_file).parent)
     with contextlib.redirect_stderr(fh):
         try:
             fn()

@@ -183,10 +183,22 @@ def write_metrics(path: str, strategy: str, budget, seed, rows) -> None:
                 w.writerow([strategy, budget, seed, task, metric, repr(float(value))])
 
 
+TRAINING_COUNTS = ("tokens_seen", "unique_tokens", "unique_sequences")
+
+
+def training_rows(model: str) -> list[tuple[str, str, float]]:
+    """Task `training` rows: the tokens the model was pretrained on (with repeats), the tokens and number
+    of the distinct sequences, from its checkpoint's meta (absent in checkpoints of older versions)."""
+    import torch
+
+    meta = torch.load(model, map_location="cpu", weights_only=False).get("meta") or {}
+    return [("training", k, float(meta[k])) for k in TRAINING_COUNTS if k in meta]
+
+
 def benchmark(model: str, holdout: str, out: str, params: dict, strategy: str, budget, seed) -> None:
     from .benchmarks import run_benchmarks
 
-    write_metrics(out, strategy, budget, seed, run_benchmarks(model, holdout, params))
+    write_metrics(out, strategy, budget, seed, run_benchmarks(model, holdout, params) + training_rows(model))
 
 
 def rnafold(out: str, params: dict) -> None:
@@ -194,3 +206,13 @@ def rnafold(out: str, params: dict) -> None:
 
     rows = [("rna_ss", m, v) for m, v in rnafold_reference(params["resources"], params["max_eval"], params["test_families"])]
     write_metrics(out, "rnafold", "", 0, rows)
+
+
+def ledger(benchmark_tsvs: list[str], out: str) -> None:
+    """`out` is <results>/benchmark/ledger.csv; the stage files it reads lie under <results>."""
+    from pathlib import Path
+
+    from .ledger import write_ledger
+
+    table = write_ledger(str(Path(out).parents[1]), benchmark_tsvs, out)
+    log.info("compute ledger: %d arms -> %s", len(table), out)

@@ -128,12 +128,14 @@ def train_mlm(seqs: list[str], molecule: str, cfg: TrainConfig, out_path: str | 
     n = len(seqs)
     total = total_steps(n, cfg)
     step0, curve = 0, {"step": [], "loss": [], "lr": [], "val_step": [], "val_loss": []}
+    tokens_seen = 0  # residues + the 2 special tokens of every trained sequence, padding excluded (the ledger's T)
     if partial.exists():
         state = torch.load(partial, map_location="cpu", weights_only=False)
         if state.get("config") == asdict(cfg) and state.get("n") == n:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             step0, curve = state["step"], state["curve"]
+            tokens_seen = int(state.get("tokens_seen", 0))
             log.info("resuming from %s at step %d/%d", partial, step0, total)
         else:
             log.warning("ignoring %s: written for another config or dataset", partial)
@@ -150,6 +152,7 @@ def train_mlm(seqs: list[str], molecule: str, cfg: TrainConfig, out_path: str | 
             batches = epoch_batches(epoch, lengths, cfg)
         idx = batches[step % per_epoch]
         toks = pad_batch([seqs[j] for j in idx], molecule)
+        tokens_seen += int(lengths[idx].sum()) + 2 * len(idx)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         inputs, targets = mask_with_generator(toks, molecule, gen)
         for g in opt.param_groups:
@@ -176,13 +179,15 @@ def train_mlm(seqs: list[str], molecule: str, cfg: TrainConfig, out_path: str | 
                      opt.param_groups[0]["lr"], rate)
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total:
             with atomic_path(partial) as tmp:
-                torch.save({"config": asdict(cfg), "n": n, "step": step + 1, "curve": curve,
+                torch.save({"config": asdict(cfg), "n": n, "step": step + 1, "curve": curve, "tokens_seen": tokens_seen,
                             "model": model.state_dict(), "optimizer": opt.state_dict()}, tmp)
     model.cpu().eval()
     save_checkpoint(out_path, model, molecule, meta={**(meta or {}), "train_config": asdict(cfg),
-                                                     "n_sequences": n, "steps": total})
+                                                     "n_sequences": n, "steps": total,
+                                                     "tokens_seen": tokens_seen})
     if curves_path:
-        with atomic_h5(curves_path, "curves", total_steps=total, n_sequences=n, budget=cfg.budget) as f:
+        with atomic_h5(curves_path, "curves", total_steps=total, n_sequences=n, budget=cfg.budget,
+                       tokens_seen=tokens_seen) as f:
             for k, v in curve.items():
                 f.create_dataset(k, data=np.asarray(v, dtype=np.float64 if "loss" in k or k == "lr" else np.int64))
     if partial.exists():

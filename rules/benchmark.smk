@@ -5,13 +5,26 @@ rule benchmark:
         evals=eval_files(),
         splits=split_files(),
     output:
-        f"{R}/metrics/{{model_strategy}}_{{budget}}_seed{{seed}}.csv",
-    params:
-        benchmark=benchmark_params(config),
+        report(
+            f"{R}/metrics/{{model_strategy}}_{{budget}}_seed{{seed}}.csv",
+            caption="../report/model_metrics.rst",
+            category="Benchmarks",
+            subcategory="per model",
+            labels=model_labels,
+        ),
     log:
         f"{R}/logs/benchmark/{{model_strategy}}_{{budget}}_seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/benchmark/{{model_strategy}}_{{budget}}_seed{{seed}}.tsv"
     conda:
         "../envs/torch.yaml"
+    threads: job_threads("benchmark")
+    resources:
+        mem_mb=job_mem_mb("benchmark"),
+        runtime=job_runtime("benchmark"),
+        gpu=GPU,
+    params:
+        benchmark=benchmark_params(config),
     script:
         "../workflow_scripts/benchmark.py"
 
@@ -21,12 +34,16 @@ rule rnafold:
         f"{config['benchmark']['resources']}/rna/ss_eval.tsv.gz",
     output:
         f"{R}/metrics/rnafold.csv",
-    params:
-        benchmark=benchmark_params(config),
     log:
         f"{R}/logs/rnafold.log",
     conda:
         "../envs/torch.yaml"
+    threads: job_threads("rnafold")
+    resources:
+        mem_mb=job_mem_mb("rnafold"),
+        runtime=job_runtime("rnafold"),
+    params:
+        benchmark=benchmark_params(config),
     script:
         "../workflow_scripts/rnafold.py"
 
@@ -39,6 +56,7 @@ rule aggregate:
         table=report(f"{R}/benchmark/table.csv", caption="../report/table.rst", category="Benchmarks"),
     log:
         f"{R}/logs/aggregate.log",
+    localrule: True
     conda:
         "../envs/core.yaml"
     script:
@@ -52,12 +70,13 @@ rule plot_scores:
     output:
         hist=report(f"{R}/plots/score_histogram.png", caption="../report/score_histogram.rst", category="Influence"),
         length=report(f"{R}/plots/score_vs_length.png", caption="../report/score_vs_length.rst", category="Influence"),
-    params:
-        names=list(plot_selections().keys()),
     log:
         f"{R}/logs/plot_scores.log",
+    localrule: True
     conda:
         "../envs/core.yaml"
+    params:
+        names=list(plot_selections().keys()),
     script:
         "../workflow_scripts/plot_scores.py"
 
@@ -70,12 +89,13 @@ rule plot_results:
         metrics=report(f"{R}/plots/metrics.png", caption="../report/metrics.rst", category="Benchmarks"),
         pruning=report(f"{R}/plots/pruning_curves.png", caption="../report/pruning_curves.rst", category="Benchmarks"),
         curves=report(f"{R}/plots/training_curves.png", caption="../report/curves.rst", category="Pretraining"),
-    params:
-        names=list(curve_files().keys()),
     log:
         f"{R}/logs/plot_results.log",
+    localrule: True
     conda:
         "../envs/core.yaml"
+    params:
+        names=list(curve_files().keys()),
     script:
         "../workflow_scripts/plot_results.py"
 
@@ -87,6 +107,10 @@ rule versions:
         f"{R}/logs/versions.log",
     conda:
         "../envs/core.yaml"
+    threads: job_threads("versions")
+    resources:
+        mem_mb=job_mem_mb("versions"),
+        runtime=job_runtime("versions"),
     script:
         "../workflow_scripts/versions.py"
 
@@ -98,11 +122,34 @@ rule resolved_config:
             caption="../report/config.rst",
             category="Configuration",
         ),
-    params:
-        text=RESOLVED_YAML,
     log:
         f"{R}/logs/resolved_config.log",
+    localrule: True
     conda:
         "../envs/core.yaml"
+    params:
+        text=RESOLVED_YAML,
     script:
         "../workflow_scripts/resolved_config.py"
+
+
+rule ledger:
+    input:
+        ledger_inputs(),
+    output:
+        report(
+            f"{R}/benchmark/ledger.csv",
+            caption="../report/ledger.rst",
+            category="Benchmarks",
+            labels={"table": "compute ledger"},
+        ),
+    threads: job_threads("ledger")
+    resources:
+        mem_mb=job_mem_mb("ledger"),
+        runtime=job_runtime("ledger"),
+    log:
+        f"{R}/logs/ledger.log",
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/ledger.py"

@@ -6,7 +6,9 @@ from pathlib import Path
 # HDF5 file locks fail on NFS/Lustre; bioprune never has two writers per file, so locking is off
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
-sys.path.insert(0, str(Path(workflow.basedir)))
+# the workflow's own folder (this file's parent's parent), also when bioprune is used as a module
+WORKFLOW_DIR = Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parent
+sys.path.insert(0, str(WORKFLOW_DIR))
 
 from bioprune.config import (  # noqa: E402
     DEMO_CONFIG,
@@ -26,9 +28,14 @@ from bioprune.config import (  # noqa: E402
 
 # One resolved config (bioprune.config.resolve_config, the same function the CLI uses): schema
 # defaults <- --configfile(s) in order <- --config overrides; the demo only when no file is named.
-CONFIG_FILES = [str(p) for p in workflow.config_settings.configfiles] or [str(DEMO_CONFIG)]
-CONFIG_OVERRIDES = dict(workflow.config_settings.config or {})
-_resolved = resolve_config(CONFIG_FILES, CONFIG_OVERRIDES)
+# Used as a module (`module bioprune: ... config: config`), the host's config mapping is the input.
+if len(workflow.modifier_stack) > 1:
+    CONFIG_FILES, CONFIG_OVERRIDES = [], {}
+    _resolved = resolve_config(data=dict(config))
+else:
+    CONFIG_FILES = [str(p) for p in workflow.config_settings.configfiles] or [str(DEMO_CONFIG)]
+    CONFIG_OVERRIDES = dict(workflow.config_settings.config or {})
+    _resolved = resolve_config(CONFIG_FILES, CONFIG_OVERRIDES)
 config.clear()
 config.update(_resolved)
 RESOLVED_YAML = dump_resolved(config, CONFIG_FILES, CONFIG_OVERRIDES)
@@ -55,14 +62,42 @@ wildcard_constraints:
     task="rna_ss|rna_type|protein_ss|protein_loc",
 
 
-def local_threads():
-    """All local cores (capped at 8) for the single big jobs; a cluster executor defines no total core
-    count, so there the profile's `set-threads` decides (1 when it does not)."""
-    try:
-        cores = workflow.cores
-    except Exception:  # snakemake raises when --cores is not given (cluster executors)
-        return 1
-    return max(1, min(8, cores)) if isinstance(cores, int) else 1
+# Threads and resources of every rule, declared in the rules (threads, mem_mb, runtime in minutes),
+# memory and time scaled by the retry attempt; a profile's set-threads / set-resources overrides them
+# for a site. Locally Snakemake caps threads at --cores; torch uses exactly the job's threads.
+JOB_RESOURCES = {
+    "ingest_route": (1, 2000, 120),  # one input file; memory bounded by block buffers
+    "ingest_gather": (1, 4000, 60),  # one shard; about 60 bytes per record of the shard
+    "leakage_gate": (4, 8000, 120),
+    "probe_split": (2, 4000, 30),
+    "nearest_neighbour": (1, 4000, 30),
+    "reference": (4, 16000, 240),
+    "curvature": (4, 16000, 240),
+    "sketch": (4, 16000, 240),
+    "scores": (1, 8000, 60),
+    "stability": (1, 4000, 30),
+    "cluster": (4, 16000, 120),
+    "select": (1, 4000, 30),
+    "pretrain": (4, 32000, 2880),
+    "benchmark": (2, 16000, 120),
+    "rnafold": (2, 4000, 60),
+    "versions": (1, 1000, 10),
+    "ledger": (1, 4000, 30),
+}
+
+
+def job_threads(rule):
+    return JOB_RESOURCES[rule][0]
+
+
+def job_mem_mb(rule):
+    base = JOB_RESOURCES[rule][1]
+    return lambda wildcards, attempt: base * attempt
+
+
+def job_runtime(rule):
+    base = JOB_RESOURCES[rule][2]
+    return lambda wildcards, attempt: base * attempt
 
 
 def ingest_parts():
@@ -134,21 +169,33 @@ def model_ids():
     return ids + [("full", "1", seed) for seed in FULL_SEEDS]
 
 
+def model_labels(wildcards):
+    """Report labels of one model arm's items."""
+    return {"strategy": wildcards.model_strategy, "budget": wildcards.budget, "seed": wildcards.seed}
+
+
 def pretrain_selection(wildcards):
     if wildcards.model_strategy == "full":
         return []
     return f"{R}/selection/{wildcards.model_strategy}_{wildcards.budget}_seed{wildcards.seed}.h5"
 
 
-EVAL_FILES = {"rna_ss": "rna/ss_eval.tsv.gz", "rna_type": "rna/type_eval.tsv.gz",
-              "protein_ss": "protein/ss_eval.tsv.gz", "protein_loc": "protein/loc_eval.tsv.gz"}
+EVAL_FILES = {
+    "rna_ss": "rna/ss_eval.tsv.gz",
+    "rna_type": "rna/type_eval.tsv.gz",
+    "protein_ss": "protein/ss_eval.tsv.gz",
+    "protein_loc": "protein/loc_eval.tsv.gz",
+}
 
 
 def eval_files():
     """Evaluation sets the configured tasks read for this molecule: inputs, so a rebuilt set re-runs benchmarks."""
     res = config["benchmark"]["resources"]
-    return [f"{res}/{EVAL_FILES[t]}" for t in config["benchmark"]["tasks"]
-            if t in EVAL_FILES and t.split("_")[0] == MOLECULE]
+    return [
+        f"{res}/{EVAL_FILES[t]}"
+        for t in config["benchmark"]["tasks"]
+        if t in EVAL_FILES and t.split("_")[0] == MOLECULE
+    ]
 
 
 LABELLED_TASKS = [t for t in config["benchmark"]["tasks"] if t in EVAL_FILES and t.split("_")[0] == MOLECULE]
@@ -169,11 +216,37 @@ def metric_files():
 
 
 def curve_files():
-    return {f"{s}_{b}_seed{seed}": f"{R}/models/{s}_{b}_seed{seed}/curves.h5" for s, b, seed in model_ids() if seed == SEEDS[0]}
+    return {
+        f"{s}_{b}_seed{seed}": f"{R}/models/{s}_{b}_seed{seed}/curves.h5"
+        for s, b, seed in model_ids()
+        if seed == SEEDS[0]
+    }
 
 
 def plot_selections():
     return {f"{s}_{b}": f"{R}/selection/{s}_{b}_seed{SEEDS[0]}.h5" for s in STRATEGIES for b in BUDGETS}
+
+
+def ledger_inputs():
+    """Benchmark files of every stage an arm is charged for: the scoring runs its selection read (the primary
+    one and selection.reference_seeds'), clustering, and each arm's select, pretrain and benchmark jobs."""
+    b = f"{R}/benchmarks"
+    files = []
+    if INFLUENCE_STRATEGIES & set(STRATEGIES):
+        runs = {PRIMARY} | {(r, PRIMARY[1]) for r in REFERENCE_SEEDS}
+        for r, i in sorted(runs):
+            files += [f"{b}/reference/seed{r}.tsv", f"{b}/scores/ref{r}_inf{i}.tsv"]
+            files += gather.shards(f"{b}/sketch/ref{r}_inf{i}/{{scatteritem}}.tsv")
+            if ESTIMATOR == "diag_fisher":
+                files.append(f"{b}/curvature/ref{r}_inf{i}.tsv")
+    if "cluster" in STRATEGIES:
+        files.append(f"{b}/cluster.tsv")
+    for s, bud, seed in model_ids():
+        label = f"{s}_{bud}_seed{seed}"
+        files += [f"{b}/pretrain/{label}.tsv", f"{b}/benchmark/{label}.tsv"]
+        if s != "full":
+            files.append(f"{b}/select/{label}.tsv")
+    return files
 
 
 def all_targets():
@@ -183,6 +256,7 @@ def all_targets():
         f"{R}/shards/ingest.json",
         f"{R}/benchmark/summary.csv",
         f"{R}/benchmark/table.csv",
+        f"{R}/benchmark/ledger.csv",
         f"{R}/benchmark/versions.csv",
         f"{R}/plots/score_histogram.png",
         f"{R}/plots/score_vs_length.png",

@@ -9,17 +9,19 @@ rule reference:
     output:
         model=f"{R}/reference/seed{{rseed}}/model.pt",
         curves=f"{R}/reference/seed{{rseed}}/curves.h5",
-    params:
-        reference=lambda w: reference_params(config, int(w.rseed)),
-    threads: local_threads()
-    resources:
-        gpu=GPU,
     log:
         f"{R}/logs/reference/seed{{rseed}}.log",
     benchmark:
         f"{R}/benchmarks/reference/seed{{rseed}}.tsv"
     conda:
         "../envs/torch.yaml"
+    threads: job_threads("reference")
+    resources:
+        mem_mb=job_mem_mb("reference"),
+        runtime=job_runtime("reference"),
+        gpu=GPU,
+    params:
+        reference=lambda w: reference_params(config, int(w.rseed)),
     script:
         "../workflow_scripts/reference.py"
 
@@ -30,17 +32,19 @@ rule curvature:
         model=f"{R}/reference/seed{{rseed}}/model.pt",
     output:
         f"{R}/curvature/ref{{rseed}}_inf{{iseed}}.h5",
-    params:
-        influence=lambda w: influence_params(config, "curvature", int(w.rseed), int(w.iseed)),
-    threads: local_threads()
-    resources:
-        gpu=GPU,
     log:
         f"{R}/logs/curvature/ref{{rseed}}_inf{{iseed}}.log",
     benchmark:
         f"{R}/benchmarks/curvature/ref{{rseed}}_inf{{iseed}}.tsv"
     conda:
         "../envs/torch.yaml"
+    threads: job_threads("curvature")
+    resources:
+        mem_mb=job_mem_mb("curvature"),
+        runtime=job_runtime("curvature"),
+        gpu=GPU,
+    params:
+        influence=lambda w: influence_params(config, "curvature", int(w.rseed), int(w.iseed)),
     script:
         "../workflow_scripts/curvature.py"
 
@@ -50,16 +54,19 @@ rule sketch:
         unpack(sketch_inputs),
     output:
         f"{R}/sketches/ref{{rseed}}_inf{{iseed}}/{{scatteritem}}.h5",
-    params:
-        influence=lambda w: influence_params(config, "sketch", int(w.rseed), int(w.iseed)),
-    resources:
-        gpu=GPU,
     log:
         f"{R}/logs/sketch/ref{{rseed}}_inf{{iseed}}/{{scatteritem}}.log",
     benchmark:
         f"{R}/benchmarks/sketch/ref{{rseed}}_inf{{iseed}}/{{scatteritem}}.tsv"
     conda:
         "../envs/torch.yaml"
+    threads: job_threads("sketch")
+    resources:
+        mem_mb=job_mem_mb("sketch"),
+        runtime=job_runtime("sketch"),
+        gpu=GPU,
+    params:
+        influence=lambda w: influence_params(config, "sketch", int(w.rseed), int(w.iseed)),
     script:
         "../workflow_scripts/sketch.py"
 
@@ -69,12 +76,18 @@ rule scores:
         sketch_files,
     output:
         f"{R}/influence/ref{{rseed}}_inf{{iseed}}/scores.h5",
-    params:
-        merge=lambda w: influence_params(config, "scores", int(w.rseed), int(w.iseed)),
     log:
         f"{R}/logs/scores/ref{{rseed}}_inf{{iseed}}.log",
+    benchmark:
+        f"{R}/benchmarks/scores/ref{{rseed}}_inf{{iseed}}.tsv"
     conda:
         "../envs/core.yaml"
+    threads: job_threads("scores")
+    resources:
+        mem_mb=job_mem_mb("scores"),
+        runtime=job_runtime("scores"),
+    params:
+        merge=lambda w: influence_params(config, "scores", int(w.rseed), int(w.iseed)),
     script:
         "../workflow_scripts/scores.py"
 
@@ -86,6 +99,7 @@ rule primary_scores:
         f"{R}/influence/scores.h5",
     log:
         f"{R}/logs/scores/primary.log",
+    localrule: True
     conda:
         "../envs/core.yaml"
     script:
@@ -108,12 +122,16 @@ rule stability:
             category="Influence",
             labels={"figure": "stability"},
         ),
-    params:
-        budgets=config["selection"]["budgets"],
-        names=lambda w: list(plot_selections().keys()),
     log:
         f"{R}/logs/stability.log",
     conda:
         "../envs/core.yaml"
+    threads: job_threads("stability")
+    resources:
+        mem_mb=job_mem_mb("stability"),
+        runtime=job_runtime("stability"),
+    params:
+        budgets=config["selection"]["budgets"],
+        names=lambda w: list(plot_selections().keys()),
     script:
         "../workflow_scripts/stability.py"

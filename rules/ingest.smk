@@ -9,15 +9,21 @@ rule ingest_route:
         lambda w: CORPUS_FILES[int(w.part)],
     output:
         temp(f"{R}/ingest/parts/{{part}}.h5"),
+    log:
+        f"{R}/logs/ingest/route_{{part}}.log",
+    benchmark:
+        f"{R}/benchmarks/ingest/route_{{part}}.tsv"
+    wildcard_constraints:
+        part=r"\d+",
+    conda:
+        "../envs/core.yaml"
+    threads: job_threads("ingest_route")
+    resources:
+        mem_mb=job_mem_mb("ingest_route"),
+        runtime=job_runtime("ingest_route"),
     params:
         ingest=ingest_params(config),
         n_shards=config["corpus"]["shards"],
-    wildcard_constraints:
-        part=r"\d+",
-    log:
-        f"{R}/logs/ingest/route_{{part}}.log",
-    conda:
-        "../envs/core.yaml"
     script:
         "../workflow_scripts/ingest_route.py"
 
@@ -27,14 +33,20 @@ rule ingest_gather:
         parts=ingest_parts(),
     output:
         f"{R}/ingest/{{scatteritem}}.h5",
-    params:
-        n_shards=config["corpus"]["shards"],
-    wildcard_constraints:
-        scatteritem=r"\d+-of-\d+",
     log:
         f"{R}/logs/ingest/gather_{{scatteritem}}.log",
+    benchmark:
+        f"{R}/benchmarks/ingest/gather_{{scatteritem}}.tsv"
+    wildcard_constraints:
+        scatteritem=r"\d+-of-\d+",
     conda:
         "../envs/core.yaml"
+    threads: job_threads("ingest_gather")
+    resources:
+        mem_mb=job_mem_mb("ingest_gather"),
+        runtime=job_runtime("ingest_gather"),
+    params:
+        n_shards=config["corpus"]["shards"],
     script:
         "../workflow_scripts/ingest_gather.py"
 
@@ -44,6 +56,8 @@ use rule ingest_gather as ingest_holdout with:
         f"{R}/shards/holdout.h5",
     log:
         f"{R}/logs/ingest/gather_holdout.log",
+    benchmark:
+        f"{R}/benchmarks/ingest/gather_holdout.tsv"
 
 
 rule ingest_summary:
@@ -55,6 +69,7 @@ rule ingest_summary:
         f"{R}/shards/ingest.json",
     log:
         f"{R}/logs/ingest/summary.log",
+    localrule: True
     conda:
         "../envs/core.yaml"
     script:

@@ -16,13 +16,18 @@ rule leakage_gate:
             category="Leakage",
             labels={"table": "leakage gate"},
         ),
-    params:
-        leakage=leakage_params(config),
-    threads: local_threads()
     log:
         f"{R}/logs/leakage_gate.log",
+    benchmark:
+        f"{R}/benchmarks/leakage_gate.tsv"
     conda:
         "../envs/mmseqs.yaml"
+    threads: job_threads("leakage_gate")
+    resources:
+        mem_mb=job_mem_mb("leakage_gate"),
+        runtime=job_runtime("leakage_gate"),
+    params:
+        leakage=leakage_params(config),
     script:
         "../workflow_scripts/leakage_gate.py"
 
@@ -32,13 +37,16 @@ rule probe_split:
         lambda w: f"{config['benchmark']['resources']}/{EVAL_FILES[w.task]}",
     output:
         f"{R}/benchmark/splits/{{task}}.tsv",
-    params:
-        split=split_params(config),
-    threads: local_threads()
     log:
         f"{R}/logs/probe_split/{{task}}.log",
     conda:
         "../envs/mmseqs.yaml"
+    threads: job_threads("probe_split")
+    resources:
+        mem_mb=job_mem_mb("probe_split"),
+        runtime=job_runtime("probe_split"),
+    params:
+        split=split_params(config),
     script:
         "../workflow_scripts/probe_split.py"
 
@@ -49,11 +57,15 @@ rule nearest_neighbour:
         splits=split_files(),
     output:
         f"{R}/metrics/nearest_neighbour.csv",
-    params:
-        benchmark=benchmark_params(config),
     log:
         f"{R}/logs/nearest_neighbour.log",
     conda:
         "../envs/core.yaml"
+    threads: job_threads("nearest_neighbour")
+    resources:
+        mem_mb=job_mem_mb("nearest_neighbour"),
+        runtime=job_runtime("nearest_neighbour"),
+    params:
+        benchmark=benchmark_params(config),
     script:
         "../workflow_scripts/nearest_neighbour.py"

@@ -6,15 +6,18 @@ rule pretrain:
     output:
         model=f"{R}/models/{{model_strategy}}_{{budget}}_seed{{seed}}/model.pt",
         curves=f"{R}/models/{{model_strategy}}_{{budget}}_seed{{seed}}/curves.h5",
-    params:
-        pretrain=pretrain_params(config),
-    resources:
-        gpu=GPU,
     log:
         f"{R}/logs/pretrain/{{model_strategy}}_{{budget}}_seed{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/pretrain/{{model_strategy}}_{{budget}}_seed{{seed}}.tsv"
     conda:
         "../envs/torch.yaml"
+    threads: job_threads("pretrain")
+    resources:
+        mem_mb=job_mem_mb("pretrain"),
+        runtime=job_runtime("pretrain"),
+        gpu=GPU,
+    params:
+        pretrain=pretrain_params(config),
     script:
         "../workflow_scripts/pretrain.py"

@@ -180,3 +180,23 @@ def test_readme_config_table_is_the_schema():
     readme = (ROOT / "README.md").read_text()
     start = readme.index("| key | default | meaning |")
     assert readme[start:readme.index("\n\n", start) + 1] == schema_markdown()
+
+
+def test_shipped_paths_resolve_through_the_workflow_user_paths_through_the_working_dir(tmp_path, monkeypatch):
+    """The bundled demo names shipped files (relative to the workflow); a user's file names paths relative to
+    the working directory; benchmark.resources: null is the shipped evaluation sets. From the checkout the
+    demo's paths stay as written (so params, and with them re-runs, do not change)."""
+    from bioprune.config import resolve_config
+
+    monkeypatch.chdir(tmp_path)
+    demo = resolve_config()
+    assert Path(demo["corpus"]["path"]) == ROOT / "resources/rna/pool.fa.gz"
+    assert Path(demo["benchmark"]["resources"]) == ROOT / "resources"
+    user = tmp_path / "u.yaml"
+    user.write_text("corpus: {path: data/pool.fa, molecule: rna}\n")
+    mine = resolve_config([user])
+    assert mine["corpus"]["path"] == "data/pool.fa" and Path(mine["benchmark"]["resources"]) == ROOT / "resources"
+    assert resolve_config(data={"corpus": {"path": "x.fa", "molecule": "rna"}, "seeds": ["4"]})["seeds"] == [4]
+    monkeypatch.chdir(ROOT)
+    here = resolve_config()
+    assert here["corpus"]["path"] == "resources/rna/pool.fa.gz" and here["benchmark"]["resources"] == "resources"

@@ -106,3 +106,24 @@ def test_env_lists_what_the_rule_imports(rule, env, script):
     assert not missing, f"rule {rule}: {env} lacks {missing}"
     if rule == "cluster":
         assert "mmseqs2" in pkgs
+
+
+BIOCONDA = {"snakemake-minimal", "mmseqs2"}  # packages conda finds only on bioconda (which needs conda-forge)
+
+
+@pytest.mark.parametrize("env", sorted(p.name for p in (ROOT / "envs").glob("*.yaml")))
+def test_env_builds_where_snakemake_builds_it(env):
+    """Snakemake builds an env under .snakemake/conda/<hash>/, so a pip path such as `--editable ..` resolves
+    there, not to the workflow: envs carry only pinned index packages; the stage scripts import the
+    workflow's own bioprune through Snakemake's script search path (rules/common.smk puts the workflow
+    folder on it; tests/test_workflow_extras.py checks a module run imported the module's copy)."""
+    spec = yaml.safe_load((ROOT / "envs" / env).read_text())
+    pip = [p for d in spec["dependencies"] if isinstance(d, dict) for p in d.get("pip", [])]
+    for p in pip:
+        assert not re.search(r"^-|\.\.|/|^file:|^git\+", p), f"{env}: pip entry {p!r} is a path or an option"
+        assert re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.+]*", p), f"{env}: pip entry {p!r} is not pinned"
+    conda = {re.split(r"[=<>]", d)[0] for d in spec["dependencies"] if isinstance(d, str)}
+    channels = spec["channels"]
+    if conda & BIOCONDA:
+        assert "bioconda" in channels and "conda-forge" in channels, f"{env}: {conda & BIOCONDA} need bioconda"
+        assert channels.index("conda-forge") < channels.index("bioconda"), f"{env}: conda-forge must come first"

@@ -18,7 +18,7 @@ UPSTREAM = {"ingest_route", "ingest_gather", "ingest_holdout", "ingest_summary",
 def run(wf: Path, config: dict, *extra: str) -> subprocess.CompletedProcess:
     path = wf / "tests/config/edited.yaml"
     path.write_text(yaml.safe_dump(config))
-    return subprocess.run([SNAKEMAKE, "--cores", "2", "--configfile", str(path), *extra], cwd=wf,
+    return subprocess.run([SNAKEMAKE, "--profile", "profiles/local", "--cores", "2", "--configfile", str(path), *extra], cwd=wf,
                           capture_output=True, text=True, timeout=1200)
 
 

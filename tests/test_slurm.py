@@ -13,7 +13,7 @@ import yaml
 from slurm_cluster import LocalSlurm, unavailable_reason
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "workflow_scripts", "schemas", "report", "envs", "profiles",
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "workflow_scripts", "schemas", "report", "envs", "profiles", "bioprune",
                   "tests/config", "tests/data", "resources"]
 
 
@@ -51,7 +51,7 @@ def test_tiny_dag_through_slurm_profile(tmp_path):
     assert res.returncode == 0, out[-4000:]
     summary = pd.read_csv(wf / "results_tiny/benchmark/summary.csv")
     assert set(summary["strategy"]) == {"top_influence", "cci", "random", "random_10x", "full", "nearest_neighbour"}
-    assert set(summary["task"]) == {"perplexity", "rna_type"}
+    assert set(summary["task"]) == {"perplexity", "rna_type", "training"}
     assert summary["value"].notna().all()
     import numpy as np
 

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import math
 
+import h5py
+import numpy as np
 import pandas as pd
 import pytest
 
 from bioprune.benchmarks.stats import paired_test, summarise, t_interval
 from bioprune.errors import BiopruneError
-from bioprune.report import COLUMNS, aggregate, ledger
+from bioprune.ledger import ledger
+from bioprune.report import COLUMNS, aggregate
 
 T975_2 = 4.302652729911275  # t(0.975, 2)
 
@@ -106,3 +109,45 @@ def test_ledger_charges_shared_scoring_to_influence_arms(tmp_path):
     assert led.loc["top_influence", "scoring_flops"] == 1e12 and led.loc["random", "pretrain_flops"] == 3e12
     with pytest.raises(BiopruneError, match="nope.tsv: benchmark file not found"):
         ledger({"reference": str(tmp_path / "nope.tsv")})
+
+
+def test_write_ledger_flops_from_checkpoints_curves_and_sketches(tmp_path):
+    """FLOPs = 6 N T: T is the training tokens the curves record, or the pool's tokens x mask draws of a
+    sketch; a coreset arm's pretraining FLOPs relative to the full-pool arm follow its tokens."""
+    from bioprune.ledger import n_params, write_ledger
+    from bioprune.models import build_model, save_checkpoint
+
+    res = tmp_path / "results"
+
+    def bench(key, seconds):
+        p = res / "benchmarks" / f"{key}.tsv"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("s\th:m:s\n" + f"{seconds}\t0:00:01\n")
+        return str(p)
+
+    def run(folder, layers, tokens):
+        folder.mkdir(parents=True)
+        save_checkpoint(folder / "model.pt", build_model("rna", layers, 16, 2, seed=0), "rna")
+        with h5py.File(folder / "curves.h5", "w") as f:
+            f.attrs["tokens_seen"] = tokens
+        return n_params(str(folder / "model.pt"))
+
+    n_ref = run(res / "reference/seed0", 1, 1000)
+    n_arm = run(res / "models/top_influence_0.01_seed0", 2, 500)
+    run(res / "models/full_1_seed0", 2, 20000)
+    (res / "sketches/ref0_inf0").mkdir(parents=True)
+    with h5py.File(res / "sketches/ref0_inf0/1-of-1.h5", "w") as f:
+        f.create_dataset("length", data=np.array([10, 20, 30]))
+        f.attrs["mask_draws"] = 2
+    tsvs = [bench("reference/seed0", 10), bench("sketch/ref0_inf0/1-of-1", 5), bench("scores/ref0_inf0", 1),
+            bench("select/top_influence_0.01_seed0", 1), bench("pretrain/top_influence_0.01_seed0", 3),
+            bench("benchmark/top_influence_0.01_seed0", 2), bench("pretrain/full_1_seed0", 30)]
+    out = tmp_path / "ledger.csv"
+    led = write_ledger(str(res), tsvs, str(out)).set_index("strategy")
+    assert n_arm > n_ref > 0
+    top = led.loc["top_influence"]
+    assert top.pretrain_flops == pytest.approx(6 * n_arm * 500)
+    assert top.scoring_flops == pytest.approx(6 * n_ref * 1000 + 6 * n_ref * (66 * 2))
+    assert top.pretrain_flops_vs_full == pytest.approx(500 / 20000)
+    assert top.total_s == 10 + 5 + 1 + 1 + 3 + 2
+    assert led.loc["full"].scoring_flops == 0 and out.read_text().startswith("strategy,budget,seed")

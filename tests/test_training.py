@@ -252,3 +252,13 @@ def test_nan_reference_checkpoint_names_reference_stage(tmp_path):
     with pytest.raises(NumericalError, match=r"^reference \(ref\.pt\): non-finite loss at step 1 of"):
         build_reference([shard], str(tmp_path / "ref.pt"), str(tmp_path / "c.h5"), params)
     assert not (tmp_path / "ref.pt").exists()
+
+
+def test_tokens_seen_counts_residues_and_specials_of_every_trained_sequence(tmp_path):
+    """Two full epochs over the set: tokens_seen = 2 x (residues + 2 per sequence), no padding counted."""
+    seqs = [s for _, s in random_rna(24, seed=3, lo=10, hi=60)]
+    cfg = TrainConfig(layers=1, embed_dim=16, heads=2, batch_size=8, budget="epochs", epochs=2, device="cpu",
+                      save_every=0)
+    train_mlm(seqs, "rna", cfg, tmp_path / "m.pt", tmp_path / "c.h5")
+    with h5py.File(tmp_path / "c.h5") as f:
+        assert int(f.attrs["tokens_seen"]) == 2 * (sum(len(s) for s in seqs) + 2 * len(seqs))

@@ -1,6 +1,9 @@
-"""The tiny workflow with the cluster strategy and the nearest-neighbour row, then `snakemake --report`:
-the cluster selection is drawn from MMseqs2 representatives inside the workflow, the benchmark summary
-holds its rows, and report.html embeds the benchmark table, the resolved config and the leakage report."""
+"""The tiny workflow with the cluster strategy and the nearest-neighbour row, then `snakemake --report`,
+run the way a host workflow uses bioprune: as a Snakemake `module` with a rule prefix, from another
+directory (so every shipped path must resolve through the workflow, every user path through the working
+directory). The cluster selection is drawn from MMseqs2 representatives inside the workflow, the
+benchmark summary holds its rows, and report.html embeds the benchmark table, the resolved config and
+the leakage report."""
 from __future__ import annotations
 
 import base64
@@ -23,21 +26,52 @@ R = "results_extra"
 pytestmark = [pytest.mark.slow, pytest.mark.requires_tool("mmseqs")]
 
 
+HOST_SNAKEFILE = """configfile: "config/bioprune.yaml"
+
+
+module bioprune:
+    snakefile:
+        "{snakefile}"
+    config:
+        config
+
+
+use rule * from bioprune as bp_*
+"""
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    """A copied workflow run to completion with cluster + random, one seed, no stability stage; then the report."""
-    wf = copy_workflow(tmp_path_factory.mktemp("extras") / "wf")
+    """A host workflow in its own directory that uses a copy of bioprune as a module (rule prefix bp_), run to
+    completion with cluster + random, one seed, no stability stage; then the report. Returns the host dir."""
+    base = tmp_path_factory.mktemp("extras")
+    wf = copy_workflow(base / "bioprune")
+    host = base / "host"
+    (host / "config").mkdir(parents=True)
+    (host / "data").mkdir()
+    shutil.copy2(wf / "tests/data/tiny_rna.fa.gz", host / "data/pool.fa.gz")
     config = yaml.safe_load((wf / "tests/config/tiny.yaml").read_text())
     config.update(results=R, seeds=[0], stability={"enabled": False})
+    config["corpus"]["path"] = "data/pool.fa.gz"  # relative to the host's working directory
     config["selection"]["strategies"] = ["cluster", "random"]
     config["benchmark"]["nearest_neighbour"] = True
-    path = wf / "tests/config/extras.yaml"
-    path.write_text(yaml.safe_dump(config))
-    for cmd in (["--cores", "2"], ["--cores", "1", "--report", "report.html"]):
-        res = subprocess.run([SNAKEMAKE, *cmd, "--configfile", str(path)], cwd=wf, capture_output=True, text=True,
-                             timeout=900)
+    (host / "config/bioprune.yaml").write_text(yaml.safe_dump(config))
+    (host / "Snakefile").write_text(HOST_SNAKEFILE.format(snakefile=wf / "Snakefile"))
+    for cmd in (["--cores", "2", "--max-threads", "1"], ["--cores", "1", "--report", "report.html"]):
+        res = subprocess.run([SNAKEMAKE, *cmd], cwd=host, capture_output=True, text=True, timeout=900)
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return wf
+    return host
+
+
+def test_module_run_used_prefixed_rules_and_the_workflows_files(run):
+    """Rules ran under the host's prefix, and the stage scripts imported the module's own bioprune copy."""
+    logs = run / R / "logs"
+    assert (logs / "leakage_gate.log").exists()
+    log = (logs / "resolved_config.log").read_text()
+    assert f"from {run.parent / 'bioprune' / 'bioprune'}" in log, log
+    # Snakemake's job records name the rules that made each output: the host's prefixed names
+    rules = {json.loads(p.read_text()).get("rule") for p in (run / ".snakemake/metadata").iterdir()}
+    assert {"bp_select", "bp_pretrain", "bp_leakage_gate"} <= rules and "select" not in rules, rules
 
 
 def mmseqs_representatives(wf: Path, tmp: Path) -> set[str]:
@@ -74,7 +108,8 @@ def test_cluster_strategy_selects_mmseqs_representatives(run, tmp_path):
 def test_summary_has_cluster_and_nearest_neighbour_rows(run):
     s = pd.read_csv(run / R / "benchmark/summary.csv")
     expect = {("perplexity", "mlm_loss"), ("perplexity", "perplexity"), ("rna_type", "accuracy"),
-              ("rna_type", "macro_f1")}
+              ("rna_type", "macro_f1"), ("training", "tokens_seen"), ("training", "unique_tokens"),
+              ("training", "unique_sequences")}
     for strategy in ("cluster", "random", "full"):
         rows = s[s.strategy == strategy]
         assert set(zip(rows.task, rows.metric)) == expect, strategy
@@ -83,6 +118,8 @@ def test_summary_has_cluster_and_nearest_neighbour_rows(run):
     assert set(zip(nn.task, nn.metric)) == {("rna_type", "accuracy"), ("rna_type", "macro_f1")}
     assert nn.value.between(0, 1).all()
     assert s[s.strategy == "cluster"].budget.eq(0.05).all()
+    tok = s[(s.task == "training") & (s.metric == "unique_sequences")].set_index("strategy").value
+    assert tok["full"] > tok["random"] > 0  # the full pool holds more distinct sequences than a 5% coreset
 
 
 def report_item(html: str, key: str) -> dict:
@@ -99,7 +136,7 @@ def embedded(item: dict) -> bytes:
 
 def test_report_embeds_table_config_and_leakage_report(run):
     html = (run / "report.html").read_text()
-    table_caption = (run / "report/table.rst").read_text()
+    table_caption = (run.parent / "bioprune/report/table.rst").read_text()
     table = report_item(html, f"{R}/benchmark/table.csv")
     assert "homology-transfer" in table_caption and "homology-transfer" in table["caption"]
     assert "random_10x" in table["caption"]
@@ -109,9 +146,24 @@ def test_report_embeds_table_config_and_leakage_report(run):
     assert embedded(config) == (run / R / "config.resolved.yaml").read_bytes()
     assert yaml.safe_load(embedded(config))["selection"]["strategies"] == ["cluster", "random"]
 
+    ledger = report_item(html, f"{R}/benchmark/ledger.csv")
+    assert "Compute ledger" in ledger["caption"] and embedded(ledger) == (run / R / "benchmark/ledger.csv").read_bytes()
+    arm = report_item(html, f"{R}/metrics/cluster_0.05_seed0.csv")  # one item per model, labelled
+    assert arm["labels"] == {"strategy": "cluster", "budget": "0.05", "seed": "0"}
+    assert arm["job_properties"]["rule"] == "bp_benchmark"
+
     leak = report_item(html, f"{R}/leakage/report.csv")
     assert "leakage gate" in leak["caption"]
     assert embedded(leak) == (run / R / "leakage/report.csv").read_bytes()
+
+
+def test_ledger_has_every_arm_with_time_and_flops(run):
+    led = pd.read_csv(run / R / "benchmark/ledger.csv")
+    assert set(zip(led.strategy, led.seed)) == {("cluster", 0), ("random", 0), ("full", 0)}
+    assert (led.pretrain_s > 0).all() and (led.pretrain_flops > 0).all() and (led.total_s >= led.pretrain_s).all()
+    by = led.set_index("strategy")
+    assert by.loc["random", "scoring_s"] == 0 and by.loc["cluster", "scoring_s"] > 0  # clustering is charged
+    assert by.loc["full", "pretrain_flops_vs_full"] == pytest.approx(1.0)
 
 
 def test_leakage_report_has_rows(run):
