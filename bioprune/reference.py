@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+from .backbones import check_vocab
 from .errors import BiopruneError
 from .hashing import in_subset
 from .models import load_model, save_checkpoint
@@ -39,6 +40,7 @@ def build_reference(shard_paths: list[str], out: str, curves: str, params: dict)
     meta = {"role": "reference", "dsub_size": len(seqs), "subset_fraction": params["subset_fraction"]}
     if ckpt:
         model, _ = load_model(ckpt, molecule)  # checks the alphabet matches the corpus
+        check_vocab(model, ids, seqs, "reference (D_sub)")
         if not params.get("finetune", True):
             save_checkpoint(out, model, molecule, meta={**meta, "source": str(ckpt), "finetuned": False})
             return {"dsub": len(seqs), "finetuned": False}
