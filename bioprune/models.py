@@ -91,6 +91,11 @@ def _esm1b_from_file(data: dict, path: Path) -> tuple[str, dict, dict]:
                 if tok in source.tok_to_idx:
                     new[idx] = old[source.tok_to_idx[tok]]
             state[key] = new
+    # as fair-esm's and rna-fm's loaders do ("for token drop"): the <mask> embedding row (tied to the LM
+    # head's) is zero, whatever the file holds
+    for key in ("embed_tokens.weight", "lm_head.weight"):
+        if key in state:
+            state[key][target.mask_idx] = 0
     model_args["emb_layer_norm_before"] = any(k.startswith("emb_layer_norm_before") for k in state)
     return molecule, {"type": "esm1b", "args": model_args}, state
 
