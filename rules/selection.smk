@@ -20,6 +20,7 @@ rule select:
     output:
         selection=f"{R}/selection/{{strategy}}_{{budget}}_seed{{seed}}.h5",
         fasta=f"{R}/selection/{{strategy}}_{{budget}}_seed{{seed}}.fa",
+        table=f"{R}/selection/{{strategy}}_{{budget}}_seed{{seed}}.tsv",
     params:
         selection=lambda w: selection_params(config, w.strategy),
     log:
