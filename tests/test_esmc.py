@@ -75,3 +75,25 @@ def test_esmc_refuses_rna_and_broken_files(fixture, tmp_path):
     torch.save(state, tmp_path / "bad.pth")
     with pytest.raises(BiopruneError, match="released layout"):
         load_model(tmp_path / "bad.pth")
+
+
+def test_esmc_checkpoint_scores_through_curvature_and_sketch(tmp_path):
+    """The released-layout file as reference.checkpoint: curvature -> sketch -> scores with all_linear;
+    the mean D_sub score is the number of weights (the diag-Fisher identity)."""
+    import numpy as np
+
+    from bioprune.shards import IngestOptions, ingest
+    from bioprune.sketches import InfluenceConfig
+    from helpers import write_fasta
+    from test_influence import _score_diag
+
+    rng = np.random.default_rng(0)
+    recs = [(f"p{i}", "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 8 + i))) for i in range(16)]
+    shards = [str(tmp_path / "1-of-1.h5")]
+    ingest(write_fasta(tmp_path / "p.fa", recs), shards, str(tmp_path / "ho.h5"),
+           IngestOptions(molecule="protein", holdout_fraction=0.001))
+    sc = _score_diag(tmp_path, shards, str(DATA / "esmc_tiny.pth"),
+                     InfluenceConfig(params="all_linear", subset_fraction=1.0, batch_size=5))
+    model, _ = load_model(DATA / "esmc_tiny.pth")
+    d = sum(dict(model.named_parameters())[n].numel() for n in resolve_params(model, "all_linear"))
+    assert np.isfinite(sc["score"]).all() and sc["score"].mean() == pytest.approx(d, rel=1e-3)
