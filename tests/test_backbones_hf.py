@@ -140,3 +140,19 @@ def test_bert_and_roberta_load_with_their_head_as_default_param(tmp_path, cls_na
     again, _ = load_model(tmp_path / "c.pt", "protein")
     with torch.no_grad():
         torch.testing.assert_close(again(toks)["logits"], model(toks)["logits"])
+
+
+def test_subword_tokenizers_are_refused(tmp_path):
+    """A BPE tokenizer that merges residues ("A" + "C" -> "AC") is not per-residue: refused by name
+    instead of silently mis-tokenised."""
+    from tokenizers import Tokenizer, models
+
+    d = hf_esm_dir(tmp_path / "esm")
+    vocab = {t: i for i, t in enumerate(RNA_VOCAB + ["AC"])}
+    bpe = Tokenizer(models.BPE(vocab=vocab, merges=[("A", "C")], unk_token="<unk>"))
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, cls_token="<cls>", eos_token="<eos>",
+                                                pad_token="<pad>", unk_token="<unk>", mask_token="<mask>")
+    (d / "vocab.txt").unlink()
+    fast.save_pretrained(d)
+    with pytest.raises(BiopruneError, match="one token per residue"):
+        load_model(d, "rna")

@@ -62,6 +62,11 @@ def _vocab(path: Path) -> tuple[dict[str, int], dict[str, int]]:
         except Exception as e:  # noqa: BLE001 - any tokenizer failure is a checkpoint problem
             raise BiopruneError(f"{path}: no tokenizer could be loaded ({type(e).__name__}: {e})") from None
         vocab = dict(tok.get_vocab())
+        probe = "ACDEFGHIKLMNPQRSTVWY" if all(c in vocab for c in "DEFHIKLMNPQRSTVWY") else "ACGU"
+        pieces = {tuple(tok.tokenize(probe)), tuple(tok.tokenize(" ".join(probe)))}
+        if tuple(probe) not in pieces:  # BPE / k-mer tokenizers split sequences otherwise
+            raise BiopruneError(f"{path}: the tokenizer does not give one token per residue ({probe[:6]}... -> "
+                                f"{sorted(pieces)[0][:6]}); only per-residue vocabularies are supported")
     names = {"cls": ("<cls>", "[CLS]", "<s>"), "eos": ("<eos>", "[SEP]", "</s>"), "pad": ("<pad>", "[PAD]"),
              "unk": ("<unk>", "[UNK]"), "mask": ("<mask>", "[MASK]")}
     specials = {}
@@ -96,6 +101,8 @@ class HFMaskedLM(VocabAdapter):
 
     def _run(self, ids, attention_mask, hidden, attentions):
         if attentions and getattr(self.net.config, "_attn_implementation", "eager") != "eager":
+            if not hasattr(self.net, "set_attn_implementation"):
+                raise BiopruneError(f"{self.source}: attention maps need transformers >= 4.48 (eager attention)")
             self.net.set_attn_implementation("eager")  # sdpa kernels return no attention maps
         out = self.net(input_ids=ids, attention_mask=attention_mask.long(), output_hidden_states=hidden,
                        output_attentions=attentions, return_dict=True)
