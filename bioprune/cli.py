@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from .errors import BiopruneError
@@ -163,7 +164,8 @@ def run(args) -> None:
         S.cluster(args.shards, args.out, cfg["selection"]["cluster"], args.threads)
     elif cmd == "select":
         S.select(args.scores, args.shards, args.out, args.fasta, C.selection_params(cfg, args.strategy),
-                 args.budget, args.seed, args.representatives)
+                 args.budget, args.seed, args.representatives,
+                 table=os.path.splitext(args.fasta)[0] + ".tsv")  # ids + scores beside the FASTA
     elif cmd == "pretrain":
         S.pretrain(args.shards, args.holdout, args.out, args.curves, C.pretrain_params(cfg), args.seed, args.selection)
     elif cmd == "benchmark":

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from .backbones import check_vocab
 from .batching import (REDUCTIONS, coverage_masks_by_id, mask_by_id, pad_batch, per_sample_ce,
                        reconstruction_targets)
 from .errors import BiopruneError, NumericalError
@@ -185,6 +186,7 @@ def fit_diag_fisher(shard_paths: list[str], model_path: str, out_path: str, cfg:
     t0 = time.time()
     for path in shard_paths:
         ids, seqs, _ = read_shard(path)
+        check_vocab(model, ids, seqs, path)
         keep = [k for k, i in enumerate(ids) if in_subset(i, cfg.subset_fraction, cfg.subset_seed)]
         ids = [ids[k] for k in keep]
         seqs = [seqs[k] for k in keep]
@@ -245,6 +247,7 @@ def sketch_shard(shard_path: str, model_path: str, out_path: str, cfg: Influence
     names = resolve_params(model, cfg.params)
     sha = model_checksum(model)
     ids, seqs, _ = read_shard(shard_path)
+    check_vocab(model, ids, seqs, shard_path)
     n = len(ids)
     inv = None
     projector = None

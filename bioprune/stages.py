@@ -118,7 +118,7 @@ def cluster(shards: list[str], out: str, params: dict, threads: int = 1) -> None
 
 
 def select(scores_path: str, shards: list[str], out: str, fasta: str, params: dict, budget: float, seed: int,
-           representatives: str | None = None) -> None:
+           representatives: str | None = None, table: str | None = None) -> None:
     from .pretraining import load_sequences
     from .scores import read_scores
     from .selections import select as _select, write_selection
@@ -133,6 +133,10 @@ def select(scores_path: str, shards: list[str], out: str, fasta: str, params: di
              "scores": scores_path, "reference_seed": int(sc["attrs"].get("subset_seed", -1)),
              "parameters": json.dumps(params, sort_keys=True)}
     write_selection(out, fasta, chosen, seq_of, **attrs)
+    if table:  # ids + scores for the user's own trainer (bioprune.export)
+        from .export import write_selection_table
+
+        write_selection_table(table, chosen, sc)
     log.info("select %s budget %g seed %d: %d of %d sequences", params["strategy"], budget, seed, len(chosen), len(sc["id"]))
 
 
