@@ -118,7 +118,7 @@ def mlm_eval_loss(model, ids: list[str], seqs: list[str], molecule: str, seed: i
 
 def _resume(partial: Path, cfg: TrainConfig, n: int, model, opt, total: int):
     """(step, curve) from a periodic checkpoint written for this config and dataset, else (0, empty)."""
-    curve = {"step": [], "loss": [], "lr": [], "tokens": [], "val_step": [], "val_loss": []}
+    curve = {"step": [], "loss": [], "lr": [], "tokens": [], "grad_norm": [], "val_step": [], "val_loss": []}
     if not partial.exists():
         return 0, curve
     state = torch.load(partial, map_location="cpu", weights_only=False)
@@ -172,6 +172,10 @@ def train_mlm(seqs: list[str], molecule: str, cfg: TrainConfig, out_path: str | 
     if ctx.main:
         log.info("training %s model (%d params) on %d sequences, %d steps, device %s, %d process(es)", molecule,
                  sum(p.numel() for p in model.parameters()), n, total, device, ctx.world)
+    if ctx.world > 1:  # the contact head never gets a gradient in masked-LM training; DDP must not wait for it
+        for name, p in model.named_parameters():
+            if name.startswith("contact_head."):
+                p.requires_grad_(False)
     net = torch.nn.parallel.DistributedDataParallel(model) if ctx.world > 1 else model
     fwd = torch.compile(net) if cfg.compile else net
     pin = device.type == "cuda"
@@ -183,14 +187,15 @@ def train_mlm(seqs: list[str], molecule: str, cfg: TrainConfig, out_path: str | 
         """One host-device sync: record the steps since the last flush; stop at a non-finite loss."""
         if not pending:
             return
-        vals = ddp.all_sum(torch.stack([p[4] for p in pending]).double(), ctx).tolist()
-        for (step, rows, lr, tokens, _), v in zip(pending, vals):
+        vals = torch.stack([p[4] for p in pending]).double()
+        vals[:, 0] = ddp.all_sum(vals[:, 0].contiguous(), ctx)  # per-rank loss sums -> global
+        for (step, rows, lr, tokens, _), (v, gn) in zip(pending, vals.tolist()):
             v = v / rows if ctx.world > 1 else v
             if not math.isfinite(v):
                 hint = f"config key {stage}.lr" if stage in ("reference", "pretrain") else "the learning rate"
                 raise NumericalError(f"{stage} ({out_path.name}): non-finite loss at step {step + 1} of {total} "
                                      f"(batch of {rows} sequences); lower {hint} or check the input")
-            for k, x in (("step", step), ("loss", v), ("lr", lr), ("tokens", tokens)):
+            for k, x in (("step", step), ("loss", v), ("lr", lr), ("tokens", tokens), ("grad_norm", gn)):
                 curve[k].append(x)
         pending.clear()
 
@@ -219,11 +224,13 @@ def train_mlm(seqs: list[str], molecule: str, cfg: TrainConfig, out_path: str | 
                 record = loss.detach()
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.clip_norm:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+            if cfg.clip_norm:  # the norm before clipping is recorded either way (no sync: read at flush)
+                gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+            else:
+                gnorm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
             opt.step()
             seen += int(tok[idx].sum())
-            pending.append((step, len(idx), lr, seen, record))
+            pending.append((step, len(idx), lr, seen, torch.stack([record, gnorm.detach().to(record.dtype)])))
             last = step + 1 == total
             do_eval = val is not None and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or last)
             do_log = (step + 1) % cfg.log_every == 0 or last
@@ -251,7 +258,7 @@ def train_mlm(seqs: list[str], molecule: str, cfg: TrainConfig, out_path: str | 
             with atomic_h5(curves_path, "curves", total_steps=total, n_sequences=n, budget=cfg.budget,
                            **counts) as f:
                 for k, v in curve.items():
-                    f.create_dataset(k, data=np.asarray(v, dtype=np.float64 if "loss" in k or k == "lr" else np.int64))
+                    f.create_dataset(k, data=np.asarray(v, dtype=np.float64 if "loss" in k or k in ("lr", "grad_norm") else np.int64))
         if partial.exists():
             partial.unlink()
     ddp.finish(ctx)

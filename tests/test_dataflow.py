@@ -125,4 +125,4 @@ def test_step_loop_reads_the_loss_only_at_log_steps(tmp_path, monkeypatch):
     monkeypatch.setattr(training.ddp, "all_sum", spy)
     seqs = [s for _, s in random_rna(30, seed=4)]
     train_mlm(seqs, "rna", TrainConfig(**{**TINY, "log_every": 4}, budget="steps", steps=10), tmp_path / "m.pt")
-    assert calls == [4, 4, 2]
+    assert calls == [4, 4, 2]  # one read-back (and all-reduce) per logging interval
