@@ -44,7 +44,7 @@ def forward_flops_per_token(model: torch.nn.Module, context: int) -> float:
 # model FLOPs of each bench mode, in forward passes: training = forward + backward (2x);
 # sketch_all_linear = forward + input-gradient backward (weight gradients come from the hooked factors);
 # sketch_paper and the per-sample baseline back-propagate only through the LM head (about one forward)
-MODE_FORWARDS = {"train": 3.0, "train_stock": 3.0, "sketch_paper": 1.0, "sketch_all_linear": 2.0,
+MODE_FORWARDS = {"train": 3.0, "train_compile": 3.0, "train_stock": 3.0, "sketch_paper": 1.0, "sketch_all_linear": 2.0,
                  "per_sample_baseline": 1.0}
 
 
