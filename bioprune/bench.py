@@ -11,8 +11,9 @@ on CPU is its own; on CUDA peak memory is torch.cuda.max_memory_allocated):
 - sketch_paper / sketch_all_linear: the scoring path (SDPA; masks built ahead in a thread);
 - per_sample_baseline: the official code's per-sample torch.func gradients (stock attention).
 Each mode reports seq_per_s, tokens_per_s (tokens = length + BOS/EOS), mfu (bioprune.flops: model
-FLOPs per token x tokens/s / the device's dense bf16 peak; null on CPU unless --peak-tflops) and
-peak_mem_mb.
+FLOPs per token x tokens/s / the device's dense bf16 peak; null on CPU unless --peak-tflops),
+peak_mem_mb, and seq_per_cpu_s (sequences per CPU second of the process, all threads: the fairer
+comparison on a CPU shared with other jobs).
 """
 from __future__ import annotations
 
@@ -52,15 +53,16 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _time(fn, device, batches: int, n_per_call: int, warmup: int = 1) -> float:
+def _time(fn, device, batches: int, n_per_call: int, warmup: int = 1) -> tuple[float, float]:
+    """(items per wall-clock second, items per CPU second of this process, all its threads)."""
     for _ in range(warmup):
         fn()
     _sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(batches):
         fn()
     _sync(device)
-    return batches * n_per_call / (time.perf_counter() - t0)
+    return batches * n_per_call / (time.perf_counter() - t0), batches * n_per_call / (time.process_time() - c0)
 
 
 def run_mode(mode: str, a: dict) -> dict:
@@ -181,7 +183,9 @@ def run_mode(mode: str, a: dict) -> dict:
         raise ValueError(mode)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    rate = _time(fn, device, a["batches"], n, warmup=3 if mode == "train_compile" else 1)
+    if a.get("threads"):
+        torch.set_num_threads(int(a["threads"]))
+    rate, cpu_rate = _time(fn, device, a["batches"], n, warmup=3 if mode == "train_compile" else 1)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -192,7 +196,7 @@ def run_mode(mode: str, a: dict) -> dict:
     context = a["length"] + 2
     tps = rate * context
     util = mfu(mode, model, context, tps, a.get("peak_tflops") or peak_tflops(name))
-    out = {"seq_per_s": round(rate, 2), "tokens_per_s": round(tps, 1),
+    out = {"seq_per_s": round(rate, 2), "seq_per_cpu_s": round(cpu_rate, 2), "tokens_per_s": round(tps, 1),
            "mfu": None if util is None else round(util, 4), "peak_mem_mb": round(peak, 1), "method": note}
     if mode.startswith("train"):
         from .gpumem import training_mb
@@ -206,7 +210,8 @@ def bench_sketch(args) -> dict:
     a = {"molecule": args.molecule, "layers": args.layers, "embed_dim": args.embed_dim, "heads": args.heads,
          "length": args.length, "batch_size": args.batch_size, "batches": args.batches,
          "sketch_dim": args.sketch_dim, "baseline_samples": args.baseline_samples, "device": args.device,
-         "compile": bool(getattr(args, "compile", False)), "peak_tflops": getattr(args, "peak_tflops", None)}
+         "compile": bool(getattr(args, "compile", False)), "peak_tflops": getattr(args, "peak_tflops", None),
+         "threads": getattr(args, "threads", None)}
     default = DEFAULT_MODES + (("train_compile",) if a["compile"] else ())
     modes = [m for m in (getattr(args, "modes", None) or ",".join(default)).split(",") if m]
     unknown = sorted(set(modes) - set(MODES))
