@@ -37,8 +37,9 @@ class SDPAMultiheadAttention(MultiheadAttention):
             return x.view(x.size(0), bsz, h, d).permute(1, 2, 0, 3)
 
         q, k, v = heads(self.q_proj(query)), heads(self.k_proj(key)), heads(self.v_proj(value))
-        if self.rot_emb:
+        if self.rot_emb:  # fair-esm's rotary tables are fp32: bring q, k back to v's (autocast) dtype
             q, k = self.rot_emb(q, k)
+            q, k = q.to(v.dtype), k.to(v.dtype)
         mask = None
         if key_padding_mask is not None and key_padding_mask.dim() != 0:
             mask = ~key_padding_mask.to(torch.bool)[:, None, None, :]  # True = attend
