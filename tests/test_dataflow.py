@@ -126,3 +126,16 @@ def test_step_loop_reads_the_loss_only_at_log_steps(tmp_path, monkeypatch):
     seqs = [s for _, s in random_rna(30, seed=4)]
     train_mlm(seqs, "rna", TrainConfig(**{**TINY, "log_every": 4}, budget="steps", steps=10), tmp_path / "m.pt")
     assert calls == [4, 4, 2]  # one read-back (and all-reduce) per logging interval
+
+
+def test_config_keys_reach_the_training_config():
+    from bioprune.config import load_config, pretrain_params
+
+    c = load_config(overrides={"pretrain": {"budget": "tokens", "tokens": 5000, "max_tokens": 2048, "clip_norm": 1.0,
+                                            "gpus": 2}, "influence": {"max_tokens": 4096}})
+    p = pretrain_params(c)
+    assert (p["budget"], p["tokens"], p["max_tokens"], p["clip_norm"], p["compile"], p["gpus"]) == \
+        ("tokens", 5000, 2048, 1.0, False, 2)
+    from bioprune.config import influence_params
+
+    assert influence_params(c, "sketch")["max_tokens"] == 4096
