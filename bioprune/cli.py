@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sketch-dim", type=int, default=4096)
     p.add_argument("--baseline-samples", type=int, default=32)
     p.add_argument("--device", default="auto")
+    p.add_argument("--compile", action="store_true", help="also run train_compile (the train mode under torch.compile)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="dense peak of the device for MFU (default: bioprune.flops table by CUDA name)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per mode (default: torch's)")
+    p.add_argument("--modes", default=None, help="comma-separated subset of the modes (default: all)")
     return ap
 
 

@@ -27,6 +27,8 @@ import torch
 from .backbones import check_vocab
 from .batching import (REDUCTIONS, coverage_masks_by_id, mask_by_id, pad_batch, per_sample_ce,
                        reconstruction_targets)
+from .attention import use_sdpa
+from .dataflow import Prefetcher, check_max_tokens, cut_by_tokens
 from .errors import BiopruneError, NumericalError
 from .h5io import atomic_h5, open_h5, write_str
 from .hashing import in_subset
@@ -60,6 +62,7 @@ class InfluenceConfig:
     relative_damping: float = 0.1
     sketch_dim: int = 1024
     batch_size: int = 32
+    max_tokens: int | None = None
     seed: int = 0
     subset_seed: int = 0
     subset_fraction: float = 0.1
@@ -135,14 +138,15 @@ def per_sample_factors(model, capture: GradCapture, ids, seqs, molecule, cfg, de
 
 
 def averaged_grads(model, capture: GradCapture, ids, seqs, molecule, cfg: InfluenceConfig, device, stage: str,
-                   projector: "KroneckerProjector | None" = None):
+                   projector: "KroneckerProjector | None" = None, masked=None):
     """Per-sample losses (B,), a function weight name -> per-sample gradients (B, out, in), and the
     sketches (B, k) or None, each averaged over the loss's mask draws (a sample over the draws that mask
     at least one of its residues). With one draw a weight's gradients are materialised only when asked."""
     k = cfg.n_draws()
     names = list(capture.modules.values())
     loss_sum, acc, sketch = None, {}, None
-    masked = None if cfg.paper_exact else scoring_inputs(ids, seqs, molecule, cfg)
+    if masked is None and not cfg.paper_exact:
+        masked = scoring_inputs(ids, seqs, molecule, cfg)
     for draw in range(k):
         losses, factors = per_sample_factors(model, capture, ids, seqs, molecule, cfg, device, draw, stage, masked)
         if k == 1:
@@ -161,9 +165,15 @@ def averaged_grads(model, capture: GradCapture, ids, seqs, molecule, cfg: Influe
             sketch / active.view(-1, 1) if sketch is not None else None)
 
 
-def _shard_batches(seqs: list[str], batch_size: int):
-    """Batches of indices grouped by length (less padding), in a fixed order."""
-    order = np.argsort([len(s) for s in seqs], kind="stable")
+def _shard_batches(seqs: list[str], batch_size: int, max_tokens: int | None = None):
+    """Batches of indices grouped by length (less padding), in a fixed order: `batch_size` sequences,
+    or with `max_tokens` as many as fit rows x longest row (BOS/EOS included) <= max_tokens."""
+    lengths = np.array([len(s) for s in seqs])
+    order = np.argsort(lengths, kind="stable")
+    if max_tokens:
+        check_max_tokens(lengths, max_tokens, "influence.max_tokens")
+        yield from cut_by_tokens(order, lengths, max_tokens)
+        return
     for i in range(0, len(order), batch_size):
         yield order[i : i + batch_size]
 
@@ -190,7 +200,7 @@ def fit_diag_fisher(shard_paths: list[str], model_path: str, out_path: str, cfg:
         keep = [k for k, i in enumerate(ids) if in_subset(i, cfg.subset_fraction, cfg.subset_seed)]
         ids = [ids[k] for k in keep]
         seqs = [seqs[k] for k in keep]
-        for idx in _shard_batches(seqs, cfg.batch_size):
+        for idx in _shard_batches(seqs, cfg.batch_size, cfg.max_tokens):
             b_ids = [ids[k] for k in idx]
             _, grad_of, _ = averaged_grads(model, capture, b_ids, [seqs[k] for k in idx], molecule, cfg,
                                            device, "curvature")
@@ -218,7 +228,7 @@ def _load_for_scoring(model_path: str, shard_path: str, device: torch.device):
 
     molecule = shard_molecule(shard_path)
     model, _ = load_model(model_path, molecule)
-    model.to(device).eval()  # eval: no dropout, as the official code
+    use_sdpa(model).to(device).eval()  # eval: no dropout, as the official code
     for p in model.parameters():
         p.requires_grad_(False)  # per-sample gradients come from the hooks, not from .grad
     return model, molecule
@@ -266,10 +276,14 @@ def sketch_shard(shard_path: str, model_path: str, out_path: str, cfg: Influence
     sketch = np.zeros((n, projector.dim), dtype=np.float32) if projector is not None else None
     t0 = time.time()
     done = 0
-    for idx in _shard_batches(seqs, cfg.batch_size):
-        b_ids = [ids[k] for k in idx]
-        losses, grad_of, sk = averaged_grads(model, capture, b_ids, [seqs[k] for k in idx], molecule, cfg,
-                                             device, "sketch", projector)
+    def prepare(idx):  # host work (padding, per-id masks) done a few batches ahead in a thread
+        b_ids, b_seqs = [ids[k] for k in idx], [seqs[k] for k in idx]
+        return idx, b_ids, b_seqs, None if cfg.paper_exact else scoring_inputs(b_ids, b_seqs, molecule, cfg)
+
+    batches = Prefetcher(_shard_batches(seqs, cfg.batch_size, cfg.max_tokens), prepare, depth=4)
+    for idx, b_ids, b_seqs, masked in batches:
+        losses, grad_of, sk = averaged_grads(model, capture, b_ids, b_seqs, molecule, cfg,
+                                             device, "sketch", projector, masked)
         sq = torch.zeros(len(idx), device=device, dtype=torch.float64)
         sc = torch.zeros(len(idx), device=device, dtype=torch.float64)
         for p in names:
