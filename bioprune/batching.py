@@ -42,27 +42,27 @@ def _apply_mask(tokens: torch.Tensor, chosen: torch.Tensor, u: torch.Tensor, ran
                 molecule: str) -> tuple[torch.Tensor, torch.Tensor]:
     a = get_alphabet(molecule)
     targets = torch.where(chosen, tokens, torch.full_like(tokens, IGNORE))
-    inputs = tokens.clone()
-    inputs[chosen & (u < 0.8)] = a.mask_idx
-    rnd = chosen & (u >= 0.8) & (u < 0.9)
-    inputs[rnd] = rand_tok[rnd]
+    inputs = torch.where(chosen & (u < 0.8), torch.full_like(tokens, a.mask_idx), tokens)  # where: no sync
+    inputs = torch.where(chosen & (u >= 0.8) & (u < 0.9), rand_tok, inputs)
     return inputs, targets
 
 
 def mask_with_generator(tokens: torch.Tensor, molecule: str, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """MLM-mask a batch with one generator (training): returns (inputs, targets with -100 elsewhere)."""
+    """MLM-mask a batch with one generator (training): returns (inputs, targets with -100 elsewhere).
+
+    Runs on the tokens' device (the generator must live there) without a host-device sync.
+    """
+    dev = tokens.device
     can = maskable(tokens, molecule)
-    p = torch.rand(tokens.shape, generator=gen)
+    p = torch.rand(tokens.shape, generator=gen, device=dev)
     chosen = can & (p < MASK_PROB)
-    # every sequence gets at least one masked position, so its loss is defined
-    none = ~chosen.any(1)
-    if none.any():
-        scores = torch.where(can, p, torch.full_like(p, 2.0))
-        first = scores.argmin(1)
-        chosen[none, first[none]] = True
-    u = torch.rand(tokens.shape, generator=gen)
-    std = torch.tensor(standard_token_ids(molecule))
-    rand_tok = std[torch.randint(len(std), tokens.shape, generator=gen)]
+    # every sequence gets at least one masked position (its first maskable minimum of p), so its loss is defined
+    none = ~chosen.any(1, keepdim=True)
+    first = torch.where(can, p, torch.full_like(p, 2.0)).argmin(1, keepdim=True)
+    chosen = chosen | (none & torch.zeros_like(chosen).scatter_(1, first, True))
+    u = torch.rand(tokens.shape, generator=gen, device=dev)
+    std = torch.tensor(standard_token_ids(molecule), device=dev)
+    rand_tok = std[torch.randint(len(std), tokens.shape, generator=gen, device=dev)]
     return _apply_mask(tokens, chosen, u, rand_tok, molecule)
 
 

@@ -1,27 +1,43 @@
-"""`bioprune bench-sketch`: throughput and peak memory of a training step, our sketches and a per-sample baseline.
+"""`bioprune bench-sketch`: throughput, MFU and peak memory of training steps, our sketches and a
+per-sample baseline.
 
-All four run on the same model, batch and sequence length. Each mode runs in its own subprocess on
-CPU so that peak RSS is its own; on CUDA peak memory is torch.cuda.max_memory_allocated.
+All modes run on the same model, batch and sequence length, each in its own subprocess (so peak RSS
+on CPU is its own; on CUDA peak memory is torch.cuda.max_memory_allocated):
+- train: the training loop's path: SDPA attention, batches padded ahead in a thread (pinned on
+  CUDA), masking on the device, no host sync per step (losses kept on the device), bf16 autocast on
+  CUDA, optionally torch.compile (--compile);
+- train_stock: stock fair-esm attention and the previous loop: padding and masking on the host in
+  the step, a host sync per step (finiteness check and float(loss));
+- sketch_paper / sketch_all_linear: the scoring path (SDPA; masks built ahead in a thread);
+- per_sample_baseline: the official code's per-sample torch.func gradients (stock attention).
+Each mode reports seq_per_s, tokens_per_s (tokens = length + BOS/EOS), mfu (bioprune.flops: model
+FLOPs per token x tokens/s / the device's dense bf16 peak; null on CPU unless --peak-tflops),
+peak_mem_mb, and seq_per_cpu_s (sequences per CPU second of the process, all threads: the fairer
+comparison on a CPU shared with other jobs).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import resource
 import subprocess
 import sys
 import time
 
+import numpy as np
 import torch
 
-MODES = ("train", "sketch_paper", "sketch_all_linear", "per_sample_baseline")
+MODES = ("train", "train_compile", "train_stock", "sketch_paper", "sketch_all_linear", "per_sample_baseline")
+DEFAULT_MODES = tuple(m for m in MODES if m != "train_compile")  # train_compile joins with --compile
 
 
-def _setup(a: dict):
+def _setup(a: dict, sdpa: bool):
+    from .attention import use_sdpa
     from .batching import mask_by_id, pad_batch
     from .models import build_model, pick_device
 
     device = pick_device(a["device"])
-    model = build_model(a["molecule"], a["layers"], a["embed_dim"], a["heads"], seed=0).to(device)
+    model = use_sdpa(build_model(a["molecule"], a["layers"], a["embed_dim"], a["heads"], seed=0), sdpa).to(device)
     letters = "ACGU" if a["molecule"] == "rna" else "ACDEFGHIKLMNPQRSTVWY"
     g = torch.Generator().manual_seed(0)
     seqs = ["".join(letters[i] for i in torch.randint(len(letters), (a["length"],), generator=g).tolist())
@@ -37,14 +53,16 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _time(fn, device, batches: int, n_per_call: int) -> float:
-    fn()  # warm-up
+def _time(fn, device, batches: int, n_per_call: int, warmup: int = 1) -> tuple[float, float]:
+    """(items per wall-clock second, items per CPU second of this process, all its threads)."""
+    for _ in range(warmup):
+        fn()
     _sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(batches):
         fn()
     _sync(device)
-    return batches * n_per_call / (time.perf_counter() - t0)
+    return batches * n_per_call / (time.perf_counter() - t0), batches * n_per_call / (time.process_time() - c0)
 
 
 def run_mode(mode: str, a: dict) -> dict:
@@ -52,19 +70,49 @@ def run_mode(mode: str, a: dict) -> dict:
     from .batching import per_sample_ce
     from .sketches import GradCapture, InfluenceConfig, KroneckerProjector, per_sample_factors, resolve_params
 
-    device, model, seqs, ids, inputs, targets = _setup(a)
+    from .batching import mask_with_generator, pad_batch
+    from .dataflow import Prefetcher, host_batch
+
+    device, model, seqs, ids, inputs, targets = _setup(a, sdpa=mode not in ("train_stock", "per_sample_baseline"))
     ac = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    note = ""
-    if mode == "train":
+    mol, note, step = a["molecule"], "", itertools.count()
+    if mode in ("train", "train_compile"):
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        fwd = torch.compile(model) if mode == "train_compile" else model
+        every = np.arange(len(seqs))
+        batches = Prefetcher(itertools.repeat(every), lambda i: host_batch(seqs, mol, i, device.type == "cuda"))
+        losses = []
+
+        def fn():
+            toks = next(batches).to(device, non_blocking=True)
+            gen = torch.Generator(device=device).manual_seed(next(step))
+            x, y = mask_with_generator(toks, mol, gen)
+            with ac:
+                loss = per_sample_ce(fwd(x)["logits"], y).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+            opt.step()
+            losses.append(loss.detach())  # read back at logging intervals only
+
+        note = "SDPA, prefetched pinned batches, device masking, no per-step sync" + (", torch.compile" if fwd is not model else "")
+        n = len(seqs)
+    elif mode == "train_stock":
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
         def fn():
+            toks = pad_batch(seqs, mol)
+            x, y = mask_with_generator(toks, mol, torch.Generator().manual_seed(next(step)))
             with ac:
-                loss = per_sample_ce(model(inputs)["logits"], targets).mean()
+                loss = per_sample_ce(model(x.to(device))["logits"], y.to(device)).mean()
+            if not torch.isfinite(loss):
+                raise RuntimeError("non-finite loss")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            float(loss.detach())
 
+        note = "stock fair-esm attention, host padding and masking in the step, host sync per step"
         n = len(seqs)
     elif mode in ("sketch_paper", "sketch_all_linear"):
         model.eval()
@@ -74,12 +122,15 @@ def run_mode(mode: str, a: dict) -> dict:
         names = resolve_params(model, params)
         cfg = InfluenceConfig(params=params, batch_size=len(seqs))
         cap = GradCapture(model, names)
+        from .sketches import scoring_inputs
+
+        masks = Prefetcher(itertools.repeat(None), lambda _: scoring_inputs(ids, seqs, mol, cfg), depth=2)
         shapes = {p: tuple(dict(model.named_parameters())[p].shape) for p in names}
         if mode == "sketch_paper":
             inv = {p: torch.rand(shapes[p], device=device) for p in names}
 
             def fn():
-                _, f = per_sample_factors(model, cap, ids, seqs, a["molecule"], cfg, device)
+                _, f = per_sample_factors(model, cap, ids, seqs, mol, cfg, device, masked=next(masks))
                 for p in names:
                     g = torch.einsum("bto,bti->boi", f[p][1], f[p][0])
                     (g * g * inv[p]).flatten(1).sum(1).cpu()
@@ -89,7 +140,7 @@ def run_mode(mode: str, a: dict) -> dict:
             proj = KroneckerProjector(shapes, a["sketch_dim"], 0, device)
 
             def fn():
-                _, f = per_sample_factors(model, cap, ids, seqs, a["molecule"], cfg, device)
+                _, f = per_sample_factors(model, cap, ids, seqs, mol, cfg, device, masked=next(masks))
                 proj.project(f).cpu()
 
             note = f"Kronecker projection of {len(names)} linear weights to k={proj.dim}"
@@ -132,38 +183,70 @@ def run_mode(mode: str, a: dict) -> dict:
         raise ValueError(mode)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    rate = _time(fn, device, a["batches"], n)
+    if a.get("threads"):
+        torch.set_num_threads(int(a["threads"]))
+    rate, cpu_rate = _time(fn, device, a["batches"], n, warmup=3 if mode == "train_compile" else 1)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seq_per_s": round(rate, 2), "peak_mem_mb": round(peak, 1), "method": note}
+    from .flops import mfu, peak_tflops
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    context = a["length"] + 2
+    tps = rate * context
+    util = mfu(mode, model, context, tps, a.get("peak_tflops") or peak_tflops(name))
+    out = {"seq_per_s": round(rate, 2), "seq_per_cpu_s": round(cpu_rate, 2), "tokens_per_s": round(tps, 1),
+           "mfu": None if util is None else round(util, 4), "peak_mem_mb": round(peak, 1), "method": note}
+    if mode.startswith("train"):
+        from .gpumem import training_mb
+
+        out["gpu_mem_mb_estimate"] = training_mb(a["layers"], a["embed_dim"], len(seqs) * context)
+    return out
 
 
 def bench_sketch(args) -> dict:
-    """Run every mode (each in a subprocess) and collect one JSON object."""
+    """Run the chosen modes (each in a subprocess) and collect one JSON object."""
     a = {"molecule": args.molecule, "layers": args.layers, "embed_dim": args.embed_dim, "heads": args.heads,
          "length": args.length, "batch_size": args.batch_size, "batches": args.batches,
-         "sketch_dim": args.sketch_dim, "baseline_samples": args.baseline_samples, "device": args.device}
+         "sketch_dim": args.sketch_dim, "baseline_samples": args.baseline_samples, "device": args.device,
+         "compile": bool(getattr(args, "compile", False)), "peak_tflops": getattr(args, "peak_tflops", None),
+         "threads": getattr(args, "threads", None)}
+    default = DEFAULT_MODES + (("train_compile",) if a["compile"] else ())
+    modes = [m for m in (getattr(args, "modes", None) or ",".join(default)).split(",") if m]
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        raise ValueError(f"bench-sketch: unknown modes {unknown}; choose from {MODES}")
     out: dict = {}
-    for mode in MODES:
+    for mode in modes:
         res = subprocess.run([sys.executable, "-m", "bioprune.bench", mode, json.dumps(a)],
                              capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"bench-sketch {mode} failed:\n{res.stderr[-3000:]}")
+        if res.returncode != 0:  # e.g. out of memory in the stock attention: report it, go on with the rest
+            lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+            out[mode] = {"error": lines[-1][:300] if lines else f"exit code {res.returncode}"}
+            continue
         out[mode] = json.loads(res.stdout.strip().splitlines()[-1])
+    from .flops import forward_flops_per_token, peak_tflops
     from .models import build_model, pick_device
 
     device = pick_device(args.device)
     m = build_model(args.molecule, args.layers, args.embed_dim, args.heads, 0)
-    out["device"] = torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    out["device"] = name
+    out["peak_tflops"] = a["peak_tflops"] or peak_tflops(name)
     out["model_params"] = sum(p.numel() for p in m.parameters())
+    out["forward_flops_per_token"] = forward_flops_per_token(m, args.length + 2)
     out["settings"] = a
-    t = out["train"]["seq_per_s"]
-    out["ratios"] = {"sketch_paper/train": round(out["sketch_paper"]["seq_per_s"] / t, 2),
-                     "sketch_all_linear/train": round(out["sketch_all_linear"]["seq_per_s"] / t, 2),
-                     "sketch_paper/per_sample_baseline": round(out["sketch_paper"]["seq_per_s"]
-                                                               / out["per_sample_baseline"]["seq_per_s"], 2)}
+
+    def ratio(x: str, y: str):
+        ok = all("seq_per_s" in out.get(k, {}) for k in (x, y))
+        return round(out[x]["seq_per_s"] / out[y]["seq_per_s"], 2) if ok else None
+
+    out["ratios"] = {"train/train_stock": ratio("train", "train_stock"),
+                     "train_compile/train": ratio("train_compile", "train"),
+                     "sketch_paper/train": ratio("sketch_paper", "train"),
+                     "sketch_all_linear/train": ratio("sketch_all_linear", "train"),
+                     "sketch_paper/per_sample_baseline": ratio("sketch_paper", "per_sample_baseline")}
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from .errors import BiopruneError
@@ -117,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sketch-dim", type=int, default=4096)
     p.add_argument("--baseline-samples", type=int, default=32)
     p.add_argument("--device", default="auto")
+    p.add_argument("--compile", action="store_true", help="also run train_compile (the train mode under torch.compile)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="dense peak of the device for MFU (default: bioprune.flops table by CUDA name)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per mode (default: torch's)")
+    p.add_argument("--modes", default=None, help="comma-separated subset of the modes (default: all)")
     p = sub.add_parser("bench-scale", help="peak RSS and records/s of ingest, merge and selection on synthetic "
                                            "corpora (each measured in a child process); prints JSON lines")
     p.add_argument("--work", required=True, help="folder for the synthetic inputs (large at 10M records)")
@@ -176,7 +182,8 @@ def run(args) -> None:
         S.cluster(args.shards, args.out, cfg["selection"]["cluster"], args.threads)
     elif cmd == "select":
         S.select(args.scores, args.shards, args.out, args.fasta, C.selection_params(cfg, args.strategy),
-                 args.budget, args.seed, args.representatives)
+                 args.budget, args.seed, args.representatives,
+                 table=os.path.splitext(args.fasta)[0] + ".tsv")  # ids + scores beside the FASTA
     elif cmd == "pretrain":
         S.pretrain(args.shards, args.holdout, args.out, args.curves, C.pretrain_params(cfg), args.seed, args.selection)
     elif cmd == "benchmark":

@@ -252,7 +252,8 @@ def reference_params(config: dict, seed: int | None = None) -> dict:
 
 
 # which influence keys each stage depends on (so an edit re-runs exactly what it changes)
-_GRADIENT_KEYS = ("estimator", "params", "loss", "reduction", "mask_draws", "batch_size", "pad_to", "paper_exact")
+_GRADIENT_KEYS = ("estimator", "params", "loss", "reduction", "mask_draws", "batch_size", "max_tokens", "pad_to",
+                  "paper_exact")
 
 
 def influence_params(config: dict, stage: str, reference_seed: int | None = None,

@@ -56,13 +56,15 @@ def arch_of(model) -> dict:
     """The architecture hyper-parameters needed to rebuild `model` (ESM-2, or ESM-1b / RNA-FM)."""
     if isinstance(model, ProteinBertModel):
         return {"type": "esm1b", "args": dict(vars(model.args))}
+    if hasattr(model, "arch"):  # backbones.VocabAdapter (Hugging Face, ESM-C)
+        return model.arch()
     return {"type": "esm2", "num_layers": model.num_layers, "embed_dim": model.embed_dim,
             "attention_heads": model.attention_heads, "token_dropout": bool(model.token_dropout)}
 
 
 def n_layers(model) -> int:
-    """Number of transformer layers of an ESM-2 or ESM-1b model."""
-    return len(model.layers)
+    """Number of transformer layers of an ESM-2, ESM-1b or backbones (HF, ESM-C) model."""
+    return model.num_layers if hasattr(model, "num_layers") else len(model.layers)
 
 
 def _esm1b_from_file(data: dict, path: Path) -> tuple[str, dict, dict]:
@@ -89,11 +91,20 @@ def _esm1b_from_file(data: dict, path: Path) -> tuple[str, dict, dict]:
                 if tok in source.tok_to_idx:
                     new[idx] = old[source.tok_to_idx[tok]]
             state[key] = new
+    # as fair-esm's and rna-fm's loaders do ("for token drop"): the <mask> embedding row (tied to the LM
+    # head's) is zero, whatever the file holds
+    for key in ("embed_tokens.weight", "lm_head.weight"):
+        if key in state:
+            state[key][target.mask_idx] = 0
     model_args["emb_layer_norm_before"] = any(k.startswith("emb_layer_norm_before") for k in state)
     return molecule, {"type": "esm1b", "args": model_args}, state
 
 
-def _build(arch: dict, alphabet: Alphabet):
+def _build(arch: dict, alphabet: Alphabet, source: str = "checkpoint"):
+    if arch.get("type") == "backbone":
+        from .backbones import rebuild
+
+        return rebuild(arch, source)
     if arch.get("type") == "esm1b":
         return ProteinBertModel(Namespace(**arch["args"]), alphabet)
     return ESM2(num_layers=arch["num_layers"], embed_dim=arch["embed_dim"], attention_heads=arch["attention_heads"],
@@ -132,7 +143,13 @@ def load_model(path: str | os.PathLike, molecule: str | None = None) -> tuple[to
     When `molecule` is given, a checkpoint whose alphabet belongs to another molecule is an error.
     """
     path = Path(path)
+    from .backbones import is_foreign_state, load_foreign
+
+    if path.is_dir():  # a Hugging Face directory (bioprune.backbones.hf)
+        return _checked_foreign(load_foreign(path), path, molecule)
     data = _torch_load(path)
+    if is_foreign_state(data):  # a released ESM-C .pth (bioprune.backbones.esmc)
+        return _checked_foreign(load_foreign(path, data), path, molecule)
     if not isinstance(data, dict):
         raise BiopruneError(f"{path}: not a model checkpoint (top level is {type(data).__name__})")
     if data.get("format") == CHECKPOINT_FORMAT:
@@ -160,7 +177,7 @@ def load_model(path: str | os.PathLike, molecule: str | None = None) -> tuple[to
             f"(config key corpus.molecule) is {molecule}"
         )
     alphabet = get_alphabet(ck_mol)
-    model = _build(arch, alphabet)
+    model = _build(arch, alphabet, str(path))
     expected = set(model.state_dict())
     optional = {"contact_head.regression.weight", "contact_head.regression.bias"}
     missing = expected - set(state) - optional
@@ -176,6 +193,14 @@ def load_model(path: str | os.PathLike, molecule: str | None = None) -> tuple[to
         raise BiopruneError(f"{path}: weights do not fit the {ck_mol} alphabet/architecture: {e}") from None
     model.eval()
     return model, alphabet
+
+
+def _checked_foreign(model, path: Path, molecule: str | None):
+    if molecule is not None and model.molecule != molecule:
+        raise BiopruneError(f"{path}: checkpoint vocabulary is for {model.molecule} but the corpus "
+                            f"(config key corpus.molecule) is {molecule}")
+    model.eval()
+    return model, get_alphabet(model.molecule)
 
 
 def model_checksum(model: torch.nn.Module) -> str:

@@ -18,10 +18,13 @@ def resolve_params(model: torch.nn.Module, params) -> list[str]:
     """Names of the weight tensors to differentiate; `all_linear` = every nn.Linear the LM loss reaches."""
     modules = dict(model.named_modules())
     if params == "all_linear" or params == ["all_linear"]:
-        names = [f"{n}.weight" for n, m in modules.items()
-                 if isinstance(m, torch.nn.Linear) and not n.startswith("contact_head")]
+        # not the contact head (the LM loss never reaches it) nor decoders tied to the input embedding
+        tied = {id(m.weight) for m in modules.values() if isinstance(m, torch.nn.Embedding)}
+        names = [f"{n}.weight" for n, m in modules.items() if isinstance(m, torch.nn.Linear)
+                 and "contact_head" not in n and id(m.weight) not in tied]
     else:
-        names = list(params)
+        aliases = getattr(model, "param_aliases", {})  # backbones: the architecture's lm_head.dense
+        names = [aliases.get(p, p) for p in params]
     for name in names:
         mod_name, _, leaf = name.rpartition(".")
         if leaf != "weight" or not isinstance(modules.get(mod_name), torch.nn.Linear):

@@ -1,7 +1,12 @@
 """Pretrain a model from scratch on one coreset (or the whole pool) with masked-LM; resumable."""
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tempfile
+
+import numpy as np
 
 from .errors import BiopruneError
 from .selections import read_selection
@@ -25,7 +30,24 @@ def load_sequences(shard_paths: list[str], ids: set[str] | None) -> tuple[list[s
 
 def pretrain(shard_paths: list[str], holdout: str, out: str, curves: str, params: dict, seed: int,
              selection: str | None = None, label: str = "") -> dict:
-    """Train one model: `selection` is a selection HDF5, or None for the full pool."""
+    """Train one model: `selection` is a selection HDF5, or None for the full pool.
+
+    `params["gpus"]` > 1 (config key pretrain.gpus): re-run this call on that many local processes
+    under torchrun (bioprune.distributed), one GPU each, with the same global batch.
+    """
+    from . import distributed
+
+    gpus = int(params.get("gpus") or 1)
+    if gpus > 1 and not distributed.launched():
+        fd, args_path = tempfile.mkstemp(suffix=".json", prefix=".ddp-", dir=os.path.dirname(os.path.abspath(out)))
+        with os.fdopen(fd, "w") as f:
+            json.dump({"shard_paths": shard_paths, "holdout": holdout, "out": out, "curves": curves,
+                       "params": params, "seed": seed, "selection": selection, "label": label}, f)
+        try:
+            distributed.launch(gpus, args_path)
+        finally:
+            os.unlink(args_path)
+        return {"steps": None, "world_size": gpus}
     molecule = shard_molecule(shard_paths[0])
     wanted = set(read_selection(selection)) if selection else None
     ids, seqs = load_sequences(shard_paths, wanted)
@@ -36,10 +58,11 @@ def pretrain(shard_paths: list[str], holdout: str, out: str, curves: str, params
     val = (val_ids[:256], val_seqs[:256]) if val_ids else None
     cfg = TrainConfig(**{k: params[k] for k in ("layers", "embed_dim", "heads", "lr", "weight_decay", "warmup_fraction",
                                                 "batch_size", "budget", "epochs", "steps", "save_every", "device")},
+                      **{k: params[k] for k in ("tokens", "max_tokens", "clip_norm", "compile") if k in params},
                       seed=seed)
     from .training import total_steps
 
-    cfg.eval_every = max(1, total_steps(len(seqs), cfg) // 10)
+    cfg.eval_every = max(1, total_steps(np.array([len(s) for s in seqs]), cfg) // 10)
     log.info("pretrain %s: %d sequences, seed %d, budget %s", label or out, len(seqs), seed, cfg.budget)
     return train_mlm(seqs, molecule, cfg, out, curves, val=val,
                      meta={"role": "pretrain", "selection": selection or "full", "label": label})

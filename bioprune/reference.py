@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
+from .backbones import check_vocab
 from .errors import BiopruneError
+from .h5io import atomic_h5
 from .hashing import in_subset
 from .models import load_model, save_checkpoint
 from .shards import read_shard, shard_molecule
@@ -39,8 +43,12 @@ def build_reference(shard_paths: list[str], out: str, curves: str, params: dict)
     meta = {"role": "reference", "dsub_size": len(seqs), "subset_fraction": params["subset_fraction"]}
     if ckpt:
         model, _ = load_model(ckpt, molecule)  # checks the alphabet matches the corpus
+        check_vocab(model, ids, seqs, "reference (D_sub)")
         if not params.get("finetune", True):
             save_checkpoint(out, model, molecule, meta={**meta, "source": str(ckpt), "finetuned": False})
+            with atomic_h5(curves, "curves", total_steps=0, n_sequences=len(seqs), budget="none") as f:
+                for k in ("step", "loss", "lr", "val_step", "val_loss"):  # no training: empty curves
+                    f.create_dataset(k, data=np.zeros(0, dtype=np.int64 if "step" in k else np.float64))
             return {"dsub": len(seqs), "finetuned": False}
         cfg.epochs = 1
         cfg.lr = min(cfg.lr, 1e-4)

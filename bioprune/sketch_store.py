@@ -17,13 +17,18 @@ from .shards import iter_shard
 CHUNK_SEQS = 512  # sequences per resumable chunk (whole batches); does not change any result
 
 
-def chunks(lengths: np.ndarray, batch_size: int):
-    """Lists of batches (index arrays): the same length-sorted batches as a whole-shard pass, grouped
-    into chunks of about CHUNK_SEQS sequences."""
-    order = np.argsort(lengths, kind="stable")
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    per = max(1, CHUNK_SEQS // max(1, batch_size))
-    return [batches[i : i + per] for i in range(0, len(batches), per)]
+def chunks(batches: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """The shard's batches (the same length-sorted batches as a whole-shard pass) grouped into chunks
+    of about CHUNK_SEQS sequences, in order."""
+    out: list[list[np.ndarray]] = []
+    size = CHUNK_SEQS
+    for b in batches:
+        if size >= CHUNK_SEQS:
+            out.append([])
+            size = 0
+        out[-1].append(b)
+        size += len(b)
+    return out
 
 
 def chunk_dir(out_path: str, signature: dict) -> Path:

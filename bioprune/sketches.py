@@ -25,14 +25,17 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from .backbones import check_vocab
 from .batching import (REDUCTIONS, coverage_masks_by_id, mask_by_id, pad_batch, per_sample_ce,
                        reconstruction_targets)
+from .attention import use_sdpa
+from .dataflow import Prefetcher, check_max_tokens, cut_by_tokens
 from .errors import BiopruneError, NumericalError
 from .h5io import atomic_h5, open_h5
 from .hashing import in_subset
 from .models import load_model, model_checksum, pick_device
 from .persample import GradCapture, KroneckerProjector, per_sample_grads, resolve_params  # noqa: F401 (re-exported)
-from .shards import read_shard
+from .shards import iter_shard, read_shard
 from . import sketch_store as S
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,7 @@ class InfluenceConfig:
     relative_damping: float = 0.1
     sketch_dim: int = 1024
     batch_size: int = 32
+    max_tokens: int | None = None
     seed: int = 0
     subset_seed: int = 0
     subset_fraction: float = 0.1
@@ -136,14 +140,15 @@ def per_sample_factors(model, capture: GradCapture, ids, seqs, molecule, cfg, de
 
 
 def averaged_grads(model, capture: GradCapture, ids, seqs, molecule, cfg: InfluenceConfig, device, stage: str,
-                   projector: "KroneckerProjector | None" = None):
+                   projector: "KroneckerProjector | None" = None, masked=None):
     """Per-sample losses (B,), a function weight name -> per-sample gradients (B, out, in), and the
     sketches (B, k) or None, each averaged over the loss's mask draws (a sample over the draws that mask
     at least one of its residues). With one draw a weight's gradients are materialised only when asked."""
     k = cfg.n_draws()
     names = list(capture.modules.values())
     loss_sum, acc, sketch = None, {}, None
-    masked = None if cfg.paper_exact else scoring_inputs(ids, seqs, molecule, cfg)
+    if masked is None and not cfg.paper_exact:
+        masked = scoring_inputs(ids, seqs, molecule, cfg)
     for draw in range(k):
         losses, factors = per_sample_factors(model, capture, ids, seqs, molecule, cfg, device, draw, stage, masked)
         if k == 1:
@@ -162,9 +167,19 @@ def averaged_grads(model, capture: GradCapture, ids, seqs, molecule, cfg: Influe
             sketch / active.view(-1, 1) if sketch is not None else None)
 
 
-def _shard_batches(seqs: list[str], batch_size: int):
-    """Batches of indices grouped by length (less padding), in a fixed order."""
-    order = np.argsort([len(s) for s in seqs], kind="stable")
+def _shard_batches(seqs: list[str], batch_size: int, max_tokens: int | None = None):
+    """Batches of indices grouped by length (less padding), in a fixed order: `batch_size` sequences,
+    or with `max_tokens` as many as fit rows x longest row (BOS/EOS included) <= max_tokens."""
+    yield from _length_batches(np.array([len(s) for s in seqs]), batch_size, max_tokens)
+
+
+def _length_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None = None):
+    """_shard_batches from the sequence lengths alone (a shard's `length` dataset)."""
+    order = np.argsort(lengths, kind="stable")
+    if max_tokens:
+        check_max_tokens(lengths, max_tokens, "influence.max_tokens")
+        yield from cut_by_tokens(order, lengths, max_tokens)
+        return
     for i in range(0, len(order), batch_size):
         yield order[i : i + batch_size]
 
@@ -187,10 +202,11 @@ def fit_diag_fisher(shard_paths: list[str], model_path: str, out_path: str, cfg:
     t0 = time.time()
     for path in shard_paths:
         ids, seqs, _ = read_shard(path)
+        check_vocab(model, ids, seqs, path)
         keep = [k for k, i in enumerate(ids) if in_subset(i, cfg.subset_fraction, cfg.subset_seed)]
         ids = [ids[k] for k in keep]
         seqs = [seqs[k] for k in keep]
-        for idx in _shard_batches(seqs, cfg.batch_size):
+        for idx in _shard_batches(seqs, cfg.batch_size, cfg.max_tokens):
             b_ids = [ids[k] for k in idx]
             _, grad_of, _ = averaged_grads(model, capture, b_ids, [seqs[k] for k in idx], molecule, cfg,
                                            device, "curvature")
@@ -218,7 +234,7 @@ def _load_for_scoring(model_path: str, shard_path: str, device: torch.device):
 
     molecule = shard_molecule(shard_path)
     model, _ = load_model(model_path, molecule)
-    model.to(device).eval()  # eval: no dropout, as the official code
+    use_sdpa(model).to(device).eval()  # eval: no dropout, as the official code
     for p in model.parameters():
         p.requires_grad_(False)  # per-sample gradients come from the hooks, not from .grad
     return model, molecule
@@ -256,6 +272,8 @@ def sketch_shard(shard_path: str, model_path: str, out_path: str, cfg: Influence
         lengths = f["length"][()]
         origin = f"{f.attrs.get('shard_index', 0)}-of-{f.attrs.get('n_shards', 0)}:{f.attrs.get('source_sha256', '')}"
     n = len(lengths)
+    for b_ids, b_seqs in iter_shard(shard_path, batch=65536):  # before any chunk (a no-op for ESM models)
+        check_vocab(model, b_ids, b_seqs, shard_path)
     inv = None
     projector = None
     if cfg.estimator == "diag_fisher":
@@ -270,7 +288,7 @@ def sketch_shard(shard_path: str, model_path: str, out_path: str, cfg: Influence
                  relative_damping=cfg.relative_damping, molecule=molecule, model_sha256=sha,
                  config=str(asdict(cfg)), projector=projector.backend if projector else "none", source_shard=origin,
                  **scoring_attrs(cfg))
-    chunks = S.chunks(lengths, cfg.batch_size)
+    chunks = S.chunks(list(_length_batches(lengths, cfg.batch_size, cfg.max_tokens)))
     work = S.chunk_dir(out_path, {**attrs, "shard_sha256": sha256_file(shard_path),
                                  "curvature_sha256": sha256_file(curvature_path) if curvature_path else ""})
     capture = GradCapture(model, names)
@@ -307,13 +325,17 @@ def _sketch_chunk(shard_path, batches, out, model, capture, molecule, cfg, devic
     loss, sqnorm = np.zeros(m), np.zeros(m)
     score = np.zeros(m) if inv is not None else None
     sketch = np.zeros((m, projector.dim), dtype=np.float32) if projector is not None else None
-    for idx in batches:
+
+    def prepare(idx):  # host work (padding, per-id masks) done a few batches ahead in a thread
         local = np.array([pos[int(r)] for r in idx])
-        b_ids = [ids_c[k] for k in local]
-        losses, grad_of, sk = averaged_grads(model, capture, b_ids, [seqs_c[k] for k in local], molecule, cfg,
-                                             device, "sketch", projector)
-        sq = torch.zeros(len(idx), device=device, dtype=torch.float64)
-        sc = torch.zeros(len(idx), device=device, dtype=torch.float64)
+        b_ids, b_seqs = [ids_c[k] for k in local], [seqs_c[k] for k in local]
+        return local, b_ids, b_seqs, None if cfg.paper_exact else scoring_inputs(b_ids, b_seqs, molecule, cfg)
+
+    for local, b_ids, b_seqs, masked in Prefetcher(iter(batches), prepare, depth=4):
+        losses, grad_of, sk = averaged_grads(model, capture, b_ids, b_seqs, molecule, cfg,
+                                             device, "sketch", projector, masked)
+        sq = torch.zeros(len(local), device=device, dtype=torch.float64)
+        sc = torch.zeros(len(local), device=device, dtype=torch.float64)
         for p in names:
             g = grad_of(p)
             g2 = (g * g).flatten(1)

@@ -144,9 +144,10 @@ def cluster(shards: list[str], out: str, params: dict, threads: int = 1) -> None
 
 
 def select(scores_path: str, shards: list[str], out: str, fasta: str, params: dict, budget: float, seed: int,
-           representatives: str | None = None) -> None:
+           representatives: str | None = None, table: str | None = None) -> None:
     """Select on the scores' numeric arrays (ids only for `cluster`), then write the selection and its
-    FASTA streaming from the shards: memory O(pool x a few bytes), no Python object per sequence."""
+    FASTA streaming from the shards: memory O(pool x a few bytes), no Python object per sequence.
+    `table` (ids + scores for the user's own trainer) reads the whole scores file, ids included."""
     from .scores import read_scores
     from .selection_io import read_score_arrays, write_selection_streaming
     from .selections import select_indices
@@ -164,6 +165,11 @@ def select(scores_path: str, shards: list[str], out: str, fasta: str, params: di
              "scores": scores_path, "reference_seed": int(sc_attrs.get("subset_seed", -1)),
              "parameters": json.dumps(params, sort_keys=True)}
     write_selection_streaming(out, fasta, scores_path, shards, idx, **attrs)
+    if table:  # ids + scores for the user's own trainer (bioprune.export)
+        from .export import write_selection_table
+        from .selections import read_selection
+
+        write_selection_table(table, read_selection(out), sc if "id" in sc else read_scores(scores_path))
     log.info("select %s budget %g seed %d: %d of %d sequences", strategy, budget, seed, len(idx), n)
 
 

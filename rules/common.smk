@@ -25,6 +25,7 @@ from bioprune.config import (  # noqa: E402
     selection_params,
     resolve_config,
 )
+from bioprune.gpumem import gpu_mem_mb  # noqa: E402
 
 # One resolved config (bioprune.config.resolve_config, the same function the CLI uses): schema
 # defaults <- --configfile(s) in order <- --config overrides; the demo only when no file is named.
@@ -84,6 +85,16 @@ JOB_RESOURCES = {
     "versions": (1, 1000, 10),
     "ledger": (1, 4000, 30),
 }
+
+
+def job_gpu_mem_mb(stage):
+    """GPU memory a GPU job declares (bioprune.gpumem: estimate from the config); with
+    `--resources gpu=4 gpu_mem_mb=76000` several jobs share one GPU without running out of memory."""
+    return gpu_mem_mb(config, stage) if GPU else 0
+
+
+# pretrain.gpus: N -> each pretraining job asks for N GPUs (torchrun, one node)
+PRETRAIN_GPUS = GPU * int(config["pretrain"]["gpus"])
 
 
 def job_threads(rule):

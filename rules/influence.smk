@@ -20,6 +20,7 @@ rule reference:
         mem_mb=job_mem_mb("reference"),
         runtime=job_runtime("reference"),
         gpu=GPU,
+        gpu_mem_mb=job_gpu_mem_mb("reference"),
     params:
         reference=lambda w: reference_params(config, int(w.rseed)),
     script:
@@ -43,6 +44,7 @@ rule curvature:
         mem_mb=job_mem_mb("curvature"),
         runtime=job_runtime("curvature"),
         gpu=GPU,
+        gpu_mem_mb=job_gpu_mem_mb("curvature"),
     params:
         influence=lambda w: influence_params(config, "curvature", int(w.rseed), int(w.iseed)),
     script:
@@ -65,6 +67,7 @@ rule sketch:
         mem_mb=job_mem_mb("sketch"),
         runtime=job_runtime("sketch"),
         gpu=GPU,
+        gpu_mem_mb=job_gpu_mem_mb("sketch"),
     params:
         influence=lambda w: influence_params(config, "sketch", int(w.rseed), int(w.iseed)),
     script:

@@ -16,7 +16,8 @@ rule pretrain:
     resources:
         mem_mb=job_mem_mb("pretrain"),
         runtime=job_runtime("pretrain"),
-        gpu=GPU,
+        gpu=PRETRAIN_GPUS,
+        gpu_mem_mb=job_gpu_mem_mb("pretrain"),
     params:
         pretrain=pretrain_params(config),
     script:

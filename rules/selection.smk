@@ -25,6 +25,7 @@ rule select:
     output:
         selection=f"{R}/selection/{{strategy}}_{{budget}}_seed{{seed}}.h5",
         fasta=f"{R}/selection/{{strategy}}_{{budget}}_seed{{seed}}.fa",
+        table=f"{R}/selection/{{strategy}}_{{budget}}_seed{{seed}}.tsv",
     log:
         f"{R}/logs/select/{{strategy}}_{{budget}}_seed{{seed}}.log",
     benchmark:

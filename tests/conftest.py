@@ -41,7 +41,7 @@ import os  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 
-OPTIONAL_WORDS = ("mmseqs", "slurm", "rnafold")
+OPTIONAL_WORDS = ("mmseqs", "slurm", "rnafold", "transformers", "antiberty")  # tools, or optional Python extras
 _optional_results: dict[str, tuple[str, str]] = {}
 
 

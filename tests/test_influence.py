@@ -299,3 +299,20 @@ def test_curvature_of_another_dsub_is_refused(pool, tmp_path):
                   dict(subset_fraction=0.5, loss="reconstruction")):
         with pytest.raises(BiopruneError, match="re-run the curvature stage"):
             sketch_shard(shards[0], model, str(tmp_path / "s.h5"), InfluenceConfig(**other), str(tmp_path / "c.h5"))
+
+
+def test_token_budget_batches_give_the_same_scores(pool, tmp_path):
+    """influence.max_tokens changes only the batching: per-sample scores stay the same."""
+    from bioprune.shards import read_shard
+
+    _, shards, model = pool
+    longest = max(len(s) for p in shards for s in read_shard(p)[1]) + 2
+    base = dict(estimator="diag_fisher", params=["lm_head.dense.weight"], subset_fraction=0.5, damping=1e-3)
+    for d in "abc":
+        (tmp_path / d).mkdir()
+    a = _score_diag(tmp_path / "a", shards, model, InfluenceConfig(**base, batch_size=7))
+    b = _score_diag(tmp_path / "b", shards, model, InfluenceConfig(**base, max_tokens=3 * longest))
+    assert a["id"] == b["id"]
+    np.testing.assert_allclose(a["score"], b["score"], rtol=1e-4)
+    with pytest.raises(BiopruneError, match="influence.max_tokens"):
+        _score_diag(tmp_path / "c", shards, model, InfluenceConfig(**base, max_tokens=longest - 1))

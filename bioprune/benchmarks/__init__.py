@@ -31,7 +31,10 @@ def run_benchmarks(model_path: str, holdout: str, params: dict) -> list[tuple[st
     unknown = [t for t in bp.tasks if t not in TASKS]
     if unknown:
         raise BiopruneError(f"config key benchmark.tasks: unknown task(s) {unknown}; known: {sorted(TASKS)}")
+    from ..attention import use_sdpa
+
     model, _ = load_model(model_path, bp.molecule)
+    use_sdpa(model)  # fused attention where no attention maps are asked for (bioprune.attention)
     model.to(pick_device(bp.device)).eval()
     rows: list[tuple[str, str, float]] = []
     for task in bp.tasks:

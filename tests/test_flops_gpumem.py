@@ -1,0 +1,41 @@
+"""MFU inputs (model FLOPs per token, GPU peak table) and the gpu_mem_mb resource estimate."""
+from __future__ import annotations
+
+import pytest
+
+from bioprune.config import load_config
+from bioprune.flops import forward_flops_per_token, matmul_weights, mfu, peak_tflops
+from bioprune.gpumem import esm2_params, gpu_mem_mb, training_mb
+from bioprune.models import build_model
+
+
+def test_peak_table_matches_cuda_names():
+    assert peak_tflops("NVIDIA H100 80GB HBM3") == 989.4
+    assert peak_tflops("NVIDIA H100 PCIe") == 756.5
+    assert peak_tflops("NVIDIA H200") == 989.4
+    assert peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
+    assert peak_tflops("NVIDIA A10") == 125.0
+    assert peak_tflops("cpu (2 threads)") is None
+
+
+def test_model_flops_per_token_from_the_architecture():
+    m = build_model("protein", 12, 480, 20, seed=0)  # the ESM-2 35M shape
+    n = sum(p.numel() for p in m.parameters())
+    assert 0.9 * n < matmul_weights(m) < n  # embeddings are tied to the LM head; norms and biases excluded
+    f = forward_flops_per_token(m, 514)
+    assert f == pytest.approx(2 * matmul_weights(m) + 4 * 12 * 514 * 480)
+    assert mfu("train", m, 514, 1e6, 989.4) == pytest.approx(3 * f * 1e6 / 989.4e12)
+    assert mfu("train", m, 514, 1e6, None) is None
+    assert esm2_params(12, 480) == pytest.approx(n, rel=1e-3)
+
+
+def test_gpu_mem_estimate_grows_with_the_batch_and_shrinks_per_rank():
+    c = load_config()
+    for stage in ("reference", "pretrain", "curvature", "sketch"):
+        assert gpu_mem_mb(c, stage) > 1000
+    small = gpu_mem_mb(c, "pretrain")
+    c["pretrain"]["max_tokens"] = 100_000
+    big = gpu_mem_mb(c, "pretrain")
+    c["pretrain"]["gpus"] = 4
+    assert small < gpu_mem_mb(c, "pretrain") < big
+    assert training_mb(12, 480, 32 * 514) < training_mb(12, 480, 64 * 514)
