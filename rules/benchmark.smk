@@ -143,13 +143,13 @@ rule ledger:
             category="Benchmarks",
             labels={"table": "compute ledger"},
         ),
-    threads: job_threads("ledger")
-    resources:
-        mem_mb=job_mem_mb("ledger"),
-        runtime=job_runtime("ledger"),
     log:
         f"{R}/logs/ledger.log",
     conda:
         "../envs/torch.yaml"
+    threads: job_threads("ledger")
+    resources:
+        mem_mb=job_mem_mb("ledger"),
+        runtime=job_runtime("ledger"),
     script:
         "../workflow_scripts/ledger.py"
