@@ -15,6 +15,11 @@ import time
 from pathlib import Path
 
 CONF = Path("/etc/slurm/slurm.conf")
+GRES_CONF = Path("/etc/slurm/gres.conf")
+# two GPUs as a generic resource without device files: the node accepts `--gpus=1` jobs (the executor
+# plugin's translation of a rule's gpu=1), which then run on the CPU; enough to test the request path
+FAKE_GPU_FILES = ("/dev/null", "/dev/zero")  # gres/gpu needs a device file per GPU; any character device does
+FAKE_GPUS = len(FAKE_GPU_FILES)
 
 
 def unavailable_reason() -> str | None:
@@ -51,7 +56,9 @@ SlurmctldPidFile={logdir}/slurmctld.pid
 SlurmdPidFile={logdir}/slurmd.pid
 SlurmctldLogFile={logdir}/slurmctld.log
 SlurmdLogFile={logdir}/slurmd.log
-NodeName={host} CPUs=16 RealMemory=64000 State=UNKNOWN
+GresTypes=gpu
+MinJobAge=3600
+NodeName={host} CPUs=16 RealMemory=64000 Gres=gpu:{FAKE_GPUS} State=UNKNOWN
 PartitionName=main Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 PartitionName=gpu Nodes={host} MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 """
@@ -73,6 +80,8 @@ class LocalSlurm:
             self.backup = CONF.read_bytes()
         CONF.parent.mkdir(parents=True, exist_ok=True)
         CONF.write_text(slurm_conf(host, self.dir))
+        self.gres_backup = GRES_CONF.read_bytes() if GRES_CONF.exists() else None
+        GRES_CONF.write_text("".join(f"NodeName={host} Name=gpu File={dev}\n" for dev in FAKE_GPU_FILES))
         self._start_munge()
         self.procs.append(subprocess.Popen(["slurmctld", "-D", "-i"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
         time.sleep(1)
@@ -107,6 +116,11 @@ class LocalSlurm:
         log = (self.dir / "slurmctld.log").read_text()[-2000:] if (self.dir / "slurmctld.log").exists() else ""
         raise RuntimeError(f"SLURM node did not become idle (sinfo: {state!r})\n{log}")
 
+    def jobs(self) -> list[dict[str, str]]:
+        """Every job the controller still knows (MinJobAge keeps finished ones for an hour), as key=value dicts."""
+        out = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True).stdout
+        return [dict(f.split("=", 1) for f in line.split() if "=" in f) for line in out.splitlines() if line.strip()]
+
     def __exit__(self, *exc) -> None:
         subprocess.run(["scancel", "--full", "--user", "root"], capture_output=True)
         for p in reversed(self.procs):
@@ -120,3 +134,7 @@ class LocalSlurm:
             CONF.write_bytes(self.backup)
         elif CONF.exists():
             CONF.unlink()
+        if getattr(self, "gres_backup", None) is not None:
+            GRES_CONF.write_bytes(self.gres_backup)
+        elif GRES_CONF.exists():
+            GRES_CONF.unlink()

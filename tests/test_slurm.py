@@ -39,14 +39,17 @@ def test_tiny_dag_through_slurm_profile(tmp_path):
     profile = yaml.safe_load((wf / "profiles/slurm/config.yaml").read_text())
     assert profile["executor"] == "slurm" and "slurm_partition" in profile["default-resources"]
     snakemake = str(Path(sys.executable).with_name("snakemake"))
-    cmd = [snakemake, "--profile", "profiles/slurm", "--configfile", "tests/config/tiny.yaml",
+    # device auto (no GPU on this machine, so the jobs compute on the CPU): the GPU rules declare gpu=1,
+    # which the executor plugin must turn into a GPU request the cluster grants (fake GRES gpu:2)
+    cmd = [snakemake, "--profile", "profiles/slurm", "--configfile", "tests/config/tiny.yaml", "--config", "device=auto",
            # this test cluster has no slurmdbd (accounting): status from squeue, no account
            "--slurm-status-command", "squeue", "--slurm-no-account", "--jobs", "4", "--retries", "0",
            # poll a test cluster quickly, and keep the per-job SLURM logs to check them
            "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
            "--slurm-keep-successful-logs"]
-    with LocalSlurm(tmp_path / "slurm"):
+    with LocalSlurm(tmp_path / "slurm") as cluster:
         res = subprocess.run(cmd, cwd=wf, capture_output=True, text=True, timeout=900)
+        jobs = cluster.jobs()
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-4000:]
     summary = pd.read_csv(wf / "results_tiny/benchmark/summary.csv")
@@ -64,3 +67,14 @@ def test_tiny_dag_through_slurm_profile(tmp_path):
     assert "submitted with SLURM jobid" in out or "SLURM jobid" in out, "jobs did not go through sbatch"
     logs = list((wf / ".snakemake/slurm_logs").rglob("*.log"))
     assert any("rule_sketch" in str(p) for p in logs), [str(p) for p in logs][:5]
+    # resources declared in the rules reach SLURM: GPU rules ask for one GPU, CPU rules for none, threads
+    # become CPUs per task, and mem_mb the job's memory (the profile only names partitions)
+
+    def gpu_of(j):
+        return "gpu" in (j.get("TresPerJob") or "") + (j.get("TresPerNode") or "")  # e.g. TresPerJob=gres:gpu:1
+    sketch = [j for j in jobs if "rule_sketch" in j.get("Comment", "")]
+    assert sketch and all(gpu_of(j) and j["Partition"] == "gpu" for j in sketch), jobs[:2]
+    select = [j for j in jobs if "rule_select" in j.get("Comment", "")]
+    assert select and not any(gpu_of(j) for j in select)
+    ref = [j for j in jobs if "rule_reference" in j.get("Comment", "")]
+    assert ref and all(j["NumCPUs"] == "4" and j.get("MinMemoryNode", "") == "16000M" for j in ref), ref[:1]
