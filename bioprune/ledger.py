@@ -123,8 +123,10 @@ def _flops_of(results: Path, key: str, sizes: dict[str, int], mean_tokens: dict[
         if stage == "sketch":
             return sketch_flops(sizes[rseed], str(results / "sketches" / f"{label}.h5"))
         if run not in mean_tokens:
-            lengths = [np.asarray(h5py.File(p, "r")["length"][:], dtype=np.float64)
-                       for p in sorted((results / "sketches" / run).glob("*.h5"))]
+            lengths = []
+            for p in sorted((results / "sketches" / run).glob("*.h5")):
+                with h5py.File(p, "r") as f:
+                    lengths.append(np.asarray(f["length"][:], dtype=np.float64))
             mean_tokens[run] = float(np.concatenate(lengths).mean() + 2) if lengths else 0.0
         return curvature_flops(sizes[rseed], str(results / "curvature" / f"{run}.h5"), mean_tokens[run])
     return 0.0
