@@ -2,7 +2,8 @@
 
 Synthetic inputs (made in the parent, not measured): RNA FASTA of random 40-300 nt sequences with
 2% exact duplicates (ingest); diag_fisher-style sketch files in `--shards` parts (merge); score
-arrays (selection). Each measurement runs in its own child process (`python -m
+files with one `score` dataset (selection, read block by block as the select stage reads scores.h5;
+budgets 1% and 10%, beta 0.1, 50 bins). Each measurement runs in its own child process (`python -m
 bioprune.bench_scale STAGE ...`) that reports its own peak RSS (/proc/self/status VmHWM) as JSON.
 """
 from __future__ import annotations
@@ -65,6 +66,18 @@ def make_sketches(folder: Path, n: int, shards: int, seed: int = 0) -> list[str]
     return paths
 
 
+def make_scores(path: Path, n: int, seed: int = 0) -> Path:
+    """A scores-like HDF5 file with one `score` dataset of n log-normal values (written in blocks)."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("score", shape=(n,), dtype=np.float64, chunks=(min(n, 1 << 16),))
+        for a in range(0, n, 1 << 22):
+            ds[a:a + (1 << 22)] = rng.lognormal(0, 1.5, min(n, a + (1 << 22)) - a)
+    return path
+
+
 def _child(stage: str, args: list[str]) -> dict:
     """Run one measured stage in this process; return its numbers and this process's peak RSS."""
     out: dict = {"stage": stage}  # each branch starts its clock after its imports
@@ -91,12 +104,16 @@ def _child(stage: str, args: list[str]) -> dict:
         res = merge_scores(args[1:], args[0])
         out.update(records=res["n"])
     elif stage == "select":
+        import h5py
+
+        from .selection_stream import Column
         from .selections import select_indices
 
-        n, strategy = int(args[0]), args[1]
-        score = np.random.default_rng(0).lognormal(0, 1.5, n)
+        path, strategy, budget = args[0], args[1], float(args[2])
         t0 = time.perf_counter()
-        idx = select_indices(strategy, {"score": score}, n, 0.1, 0, {"beta": 0.1, "bins": 50})
+        with h5py.File(path, "r") as f:  # read block by block, as the select stage reads scores.h5
+            n = int(f["score"].shape[0])
+            idx = select_indices(strategy, {"score": Column(f["score"], path)}, n, budget, 0, {"beta": 0.1, "bins": 50})
         out.update(records=n, chosen=len(idx))
     out["seconds"] = time.perf_counter() - t0
     out["rec_per_s"] = out["records"] / out["seconds"]
@@ -127,7 +144,7 @@ def measure(stage: str, *args: str) -> dict:
 
 
 def bench_scale(work: str, ingest_n: list[int], merge_n: list[int], select_n: list[int], shards: int = 8,
-                strategies=("top_influence", "cci")) -> list[dict]:
+                strategies=("top_influence", "cci", "random"), budgets=(0.01, 0.1)) -> list[dict]:
     """All measurements, one row each (stage, N, peak RSS, records/s, ...)."""
     w = Path(work)
     w.mkdir(parents=True, exist_ok=True)
@@ -142,8 +159,11 @@ def bench_scale(work: str, ingest_n: list[int], merge_n: list[int], select_n: li
         d.mkdir(exist_ok=True)
         rows.append({"n": n, **measure("merge", d / "scores.h5", *make_sketches(d, n, shards))})
     for n in select_n:
-        for strategy in strategies:
-            rows.append({"n": n, "strategy": strategy, **measure("select", n, strategy)})
+        path = make_scores(w / f"scores_{n}.h5", n)
+        for budget in budgets:
+            for strategy in strategies:
+                rows.append({"n": n, "strategy": strategy, "budget": budget, **measure("select", path, strategy, budget)})
+        path.unlink()
     return rows
 
 

@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ingest-n", type=int, nargs="*", default=[100_000, 1_000_000])
     p.add_argument("--merge-n", type=int, nargs="*", default=[1_000_000, 10_000_000])
     p.add_argument("--select-n", type=int, nargs="*", default=[1_000_000, 10_000_000])
+    p.add_argument("--select-budget", type=float, nargs="*", default=[0.01, 0.1])
     p.add_argument("--shards", type=int, default=8)
     return ap
 
@@ -156,7 +157,8 @@ def run(args) -> None:
     if cmd == "bench-scale":
         from .bench_scale import bench_scale
 
-        for row in bench_scale(args.work, args.ingest_n, args.merge_n, args.select_n, args.shards):
+        for row in bench_scale(args.work, args.ingest_n, args.merge_n, args.select_n, args.shards,
+                               budgets=args.select_budget):
             print(json.dumps(row), flush=True)
         return
     cfg = _config(args)

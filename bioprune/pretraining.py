@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import BiopruneError
 from .selections import read_selection
-from .shards import read_shard, shard_molecule
+from .shards import iter_shard, read_shard, shard_molecule
 from .training import TrainConfig, train_mlm
 
 log = logging.getLogger(__name__)
@@ -20,11 +20,11 @@ def load_sequences(shard_paths: list[str], ids: set[str] | None) -> tuple[list[s
     """(ids, sequences) of the chosen ids (all when `ids` is None), in shard order."""
     out_ids, out_seqs = [], []
     for p in shard_paths:
-        i, s, _ = read_shard(p)
-        for a, b in zip(i, s):
-            if ids is None or a in ids:
-                out_ids.append(a)
-                out_seqs.append(b)
+        for i, s in iter_shard(p, batch=65536):  # one block of a shard at a time, not the whole shard
+            for a, b in zip(i, s):
+                if ids is None or a in ids:
+                    out_ids.append(a)
+                    out_seqs.append(b)
     return out_ids, out_seqs
 
 

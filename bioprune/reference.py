@@ -10,7 +10,7 @@ from .errors import BiopruneError
 from .h5io import atomic_h5
 from .hashing import in_subset
 from .models import load_model, save_checkpoint
-from .shards import read_shard, shard_molecule
+from .shards import iter_shard, shard_molecule
 from .training import TrainConfig, train_mlm
 
 log = logging.getLogger(__name__)
@@ -20,11 +20,11 @@ def dsub_sequences(shard_paths: list[str], fraction: float, seed: int) -> tuple[
     """(ids, sequences) of D_sub across all shards."""
     ids, seqs = [], []
     for p in shard_paths:
-        i, s, _ = read_shard(p)
-        for a, b in zip(i, s):
-            if in_subset(a, fraction, seed):
-                ids.append(a)
-                seqs.append(b)
+        for i, s in iter_shard(p, batch=65536):  # one block of a shard at a time, not the whole shard
+            for a, b in zip(i, s):
+                if in_subset(a, fraction, seed):
+                    ids.append(a)
+                    seqs.append(b)
     return ids, seqs
 
 

@@ -1,4 +1,4 @@
-"""Selection inputs and outputs at scale: the numeric arrays of scores.h5 (no id list), ids of the
+"""Selection inputs and outputs at scale: the numeric columns of scores.h5 (no id list), ids of the
 chosen positions, and the selection HDF5 + FASTA written streaming, block by block; MMseqs2 clusters.
 """
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -13,14 +14,18 @@ import numpy as np
 
 from .errors import BiopruneError
 from .h5io import STR, atomic_h5, atomic_path, open_h5, read_str, write_str
+from .selection_stream import Column
 
 BLOCK = 1 << 16
 
 
-def read_score_arrays(path: str, keys=("score", "length", "grad_sqnorm")) -> tuple[dict, int, dict]:
-    """(arrays, pool size, attrs) of scores.h5 without its ids: what array selection needs."""
+@contextmanager
+def score_columns(path: str, keys=("score", "length", "grad_sqnorm")):
+    """(columns, pool size, attrs) of scores.h5 without its ids, the file open while the context
+    lasts: each column a selection_stream.Column over the HDF5 dataset, read block by block."""
     with open_h5(path, "scores", ["id", "score", "length", "grad_sqnorm"]) as f:
-        return {k: f[k][()] for k in keys if k in f}, int(f["id"].shape[0]), dict(f.attrs)
+        cols = {k: Column(f[k], f"{path}: dataset {k}") for k in keys if k in f}
+        yield cols, int(f["id"].shape[0]), dict(f.attrs)
 
 
 def _rows(ds: h5py.Dataset, rows: np.ndarray) -> list[bytes]:

@@ -16,10 +16,12 @@ import numpy as np
 
 from .errors import BiopruneError
 from .selection_io import mmseqs_representatives, read_selection, write_selection  # noqa: F401 (re-exported)
+from .selection_stream import DROPPED, CCIPlan, Column, as_column, cci_stream, check_cci, top_k_stream
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("top_influence", "cci", "random", "random_10x", "grad_norm", "cluster")
 STRATIFY = ("none", "length")
+NUMERIC = ("score", "grad_sqnorm", "length")  # the columns select_indices reads block by block
 
 
 def fraction_count(n: int, fraction: float) -> int:
@@ -64,43 +66,14 @@ def top_k(values: np.ndarray, k: int) -> np.ndarray:
     return idx[np.lexsort((idx, -values[idx]))]
 
 
-DROPPED = -2  # bin of a score dropped as one of the highest (cci_bin_all)
-
-
 def cci_bin_all(scores: np.ndarray, beta: float, n_bins: int, edge: str = "inclusive",
-                n_drop: int | None = None, block: int = 1 << 22) -> np.ndarray:
-    """Bin of every score (int32; DROPPED for the n_drop highest, -1 outside every bin), in two
-    streaming passes (extremes of the kept scores, then bins block by block): see cci_bins."""
-    if not 0 <= beta < 1:
-        raise BiopruneError(f"config key selection.cci.beta: {beta} must be in [0, 1)")
-    if edge not in ("inclusive", "official"):
-        raise BiopruneError(f"config key selection.cci.bin_edge: {edge!r} is not inclusive or official")
-    scores = np.asarray(scores)
-    n = len(scores)
-    kept = np.ones(n, dtype=bool)
-    kept[top_k(scores, fraction_count(n, beta) if n_drop is None else n_drop)] = False
-    out = np.full(n, DROPPED, dtype=np.int32)
-    if not kept.any():
-        return out
-    lo = float(np.min(scores, where=kept, initial=np.inf))
-    hi = float(np.max(scores, where=kept, initial=-np.inf))
-    if edge == "official":
-        lo, hi = -hi, -lo * 1.0001
-        edges = np.linspace(lo, hi, n_bins + 1)
-    else:
-        inner = np.linspace(lo, hi, n_bins + 1)[1:-1]
-    for a in range(0, n, block):
-        s, m = scores[a:a + block], kept[a:a + block]
-        if edge == "official":
-            signed = -s
-            b = np.searchsorted(edges, signed, side="right") - 1
-            b[(signed >= hi) | (b >= n_bins)] = -1
-        elif hi == lo:
-            b = np.zeros(len(s), dtype=np.int64)
-        else:
-            b = np.searchsorted(inner, s, side="right")
-        out[a:a + block] = np.where(m, b, DROPPED)
-    return out
+                n_drop: int | None = None) -> np.ndarray:
+    """Bin of every score (int32; DROPPED for the n_drop highest, -1 outside every bin): see cci_bins."""
+    check_cci(beta, edge)
+    col = as_column(scores)
+    plan = CCIPlan.of(col, fraction_count(len(col), beta) if n_drop is None else n_drop, n_bins, edge)
+    parts = [b.astype(np.int32) for _, b in plan.binned(col)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
 
 
 def cci_bins(scores: np.ndarray, beta: float, n_bins: int, edge: str = "inclusive",
@@ -145,19 +118,16 @@ def _cci_short(k: int, room: int, beta: float) -> BiopruneError:
                          f"selection.cci.beta={beta}")
 
 
-def select_cci(scores: np.ndarray, k: int, beta: float, n_bins: int, seed: int, edge: str = "inclusive") -> np.ndarray:
-    """Coverage-Centric Influence: stratified sampling over the influence-score distribution; exactly k indices.
-
-    A histogram pass (cci_bin_all: one int32 bin per score) and a sampling pass (per bin, the
-    same draws as _cci_pick on the kept indices), so no sorted copy of the pool is made."""
-    b = cci_bin_all(scores, beta, n_bins, edge)
-    sizes = np.bincount(b + 2, minlength=n_bins + 2)[2:]
-    if sizes.sum() < k:
+def select_cci(scores, k: int, beta: float, n_bins: int, seed: int, edge: str = "inclusive") -> np.ndarray:
+    """Coverage-Centric Influence: stratified sampling over the influence-score distribution; exactly k
+    sorted indices. `scores` is an array or a selection_stream.Column (read block by block: memory
+    O(k), not O(pool)); per bin, the same draws as _cci_pick on the kept indices."""
+    check_cci(beta, edge)
+    col = as_column(scores)
+    idx, sizes = cci_stream(col, k, fraction_count(len(col), beta), n_bins, seed, edge, cci_allocation)
+    if idx is None:
         raise _cci_short(k, int(sizes.sum()), beta)
-    alloc = cci_allocation(sizes, k)
-    rng = np.random.default_rng(seed)
-    chosen = [rng.choice(np.flatnonzero(b == j), size=alloc[j], replace=False) for j in range(n_bins) if alloc[j]]
-    return np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=int)
+    return idx
 
 
 def length_strata(lengths: np.ndarray, n_strata: int) -> np.ndarray:
@@ -204,7 +174,8 @@ def proportional_split(sizes: np.ndarray, k: int, capacity: np.ndarray | None = 
 def _strata_of(scores: dict, n_strata: int, key: str) -> np.ndarray:
     if "length" not in scores:
         raise BiopruneError(f"config key {key}: length stratification needs the scores' length dataset")
-    return length_strata(np.asarray(scores["length"]), n_strata)
+    length = scores["length"]
+    return length_strata(length.full() if isinstance(length, Column) else np.asarray(length), n_strata)
 
 
 def select_top_stratified(score: np.ndarray, strata: np.ndarray, k: int) -> np.ndarray:
@@ -261,16 +232,20 @@ def select_indices(strategy: str, scores: dict, n: int, budget: float, seed: int
                    representatives: list[str] | None = None, *, top_influence: dict | None = None,
                    length_strata: int = 10) -> np.ndarray:
     """Positions (in the scores file) chosen by `strategy`, as select(): `scores` needs only the
-    numeric arrays the strategy reads (score, grad_sqnorm, length), plus `id` for cluster."""
+    numeric columns the strategy reads (score, grad_sqnorm, length), plus `id` for cluster. A column
+    may be an array, an h5py dataset or a selection_stream.Column: Top-I, GraNd and CCI without
+    length strata read it block by block (memory O(k)); the length-stratified ones load it."""
     k = budget_size(n, budget, strategy)
+    scores = {key: as_column(v, key) if key in NUMERIC else v for key, v in scores.items()}
     rng = np.random.default_rng(seed)
     if strategy == "top_influence":
         if _stratify_by(top_influence or {}, "selection.top_influence.stratify_by"):
-            idx = select_top_stratified(scores["score"], _strata_of(scores, length_strata, "selection.length_strata"), k)
+            strata = _strata_of(scores, length_strata, "selection.length_strata")
+            idx = select_top_stratified(scores["score"].full(), strata, k)
         else:
-            idx = top_k(scores["score"], k)
+            idx = top_k_stream(scores["score"], k)
     elif strategy == "grad_norm":
-        idx = top_k(scores["grad_sqnorm"], k)
+        idx = top_k_stream(scores["grad_sqnorm"], k)
     elif strategy in ("random", "random_10x"):
         idx = np.sort(rng.choice(n, size=k, replace=False))
     elif strategy == "cci":
@@ -278,7 +253,7 @@ def select_indices(strategy: str, scores: dict, n: int, budget: float, seed: int
         args = (cci.get("beta", 0.1), cci.get("bins", 50), seed, cci.get("bin_edge", "inclusive"))
         if _stratify_by(cci, "selection.cci.stratify_by"):
             strata = _strata_of(scores, length_strata, "selection.length_strata")
-            idx = select_cci_stratified(scores["score"], strata, k, *args)
+            idx = select_cci_stratified(scores["score"].full(), strata, k, *args)
         else:
             idx = select_cci(scores["score"], k, *args)
     elif strategy == "cluster":

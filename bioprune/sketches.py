@@ -35,7 +35,7 @@ from .h5io import atomic_h5, open_h5
 from .hashing import in_subset
 from .models import load_model, model_checksum, pick_device
 from .persample import GradCapture, KroneckerProjector, per_sample_grads, resolve_params  # noqa: F401 (re-exported)
-from .shards import iter_shard, read_shard
+from .shards import iter_shard
 from . import sketch_store as S
 
 log = logging.getLogger(__name__)
@@ -201,11 +201,12 @@ def fit_diag_fisher(shard_paths: list[str], model_path: str, out_path: str, cfg:
     m = 0
     t0 = time.time()
     for path in shard_paths:
-        ids, seqs, _ = read_shard(path)
-        check_vocab(model, ids, seqs, path)
-        keep = [k for k, i in enumerate(ids) if in_subset(i, cfg.subset_fraction, cfg.subset_seed)]
-        ids = [ids[k] for k in keep]
-        seqs = [seqs[k] for k in keep]
+        ids, seqs = [], []  # D_sub of this shard, read block by block (not the whole shard)
+        for b_ids, b_seqs in iter_shard(path, batch=65536):
+            check_vocab(model, b_ids, b_seqs, path)
+            keep = [k for k, i in enumerate(b_ids) if in_subset(i, cfg.subset_fraction, cfg.subset_seed)]
+            ids += [b_ids[k] for k in keep]
+            seqs += [b_seqs[k] for k in keep]
         for idx in _shard_batches(seqs, cfg.batch_size, cfg.max_tokens):
             b_ids = [ids[k] for k in idx]
             _, grad_of, _ = averaged_grads(model, capture, b_ids, [seqs[k] for k in idx], molecule, cfg,

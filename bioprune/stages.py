@@ -145,22 +145,24 @@ def cluster(shards: list[str], out: str, params: dict, threads: int = 1) -> None
 
 def select(scores_path: str, shards: list[str], out: str, fasta: str, params: dict, budget: float, seed: int,
            representatives: str | None = None, table: str | None = None) -> None:
-    """Select on the scores' numeric arrays (ids only for `cluster`), then write the selection and its
-    FASTA streaming from the shards: memory O(pool x a few bytes), no Python object per sequence.
+    """Select on the scores' numeric columns read block by block (ids only for `cluster`), then write
+    the selection and its FASTA streaming from the shards: memory O(k) for Top-I, GraNd and CCI
+    (O(pool) with length strata, random_10x or cluster), no Python object per sequence.
     `table` (ids + scores for the user's own trainer) reads the whole scores file, ids included."""
     from .scores import read_scores
-    from .selection_io import read_score_arrays, write_selection_streaming
+    from .selection_io import score_columns, write_selection_streaming
     from .selections import select_indices
 
     strategy = params["strategy"]
+    reps = open(representatives).read().split() if representatives else None
+    kw = dict(top_influence=params.get("top_influence"), length_strata=params.get("length_strata", 10))
     if strategy == "cluster":
         sc = read_scores(scores_path)
         n, sc_attrs = len(sc["id"]), sc["attrs"]
+        idx = select_indices(strategy, sc, n, budget, seed, params.get("cci"), reps, **kw)
     else:
-        sc, n, sc_attrs = read_score_arrays(scores_path)
-    reps = open(representatives).read().split() if representatives else None
-    idx = select_indices(strategy, sc, n, budget, seed, params.get("cci"), reps,
-                         top_influence=params.get("top_influence"), length_strata=params.get("length_strata", 10))
+        with score_columns(scores_path) as (sc, n, sc_attrs):
+            idx = select_indices(strategy, sc, n, budget, seed, params.get("cci"), reps, **kw)
     attrs = {"strategy": strategy, "budget": budget, "seed": seed, "pool_size": n,
              "scores": scores_path, "reference_seed": int(sc_attrs.get("subset_seed", -1)),
              "parameters": json.dumps(params, sort_keys=True)}
@@ -169,7 +171,7 @@ def select(scores_path: str, shards: list[str], out: str, fasta: str, params: di
         from .export import write_selection_table
         from .selections import read_selection
 
-        write_selection_table(table, read_selection(out), sc if "id" in sc else read_scores(scores_path))
+        write_selection_table(table, read_selection(out), sc if strategy == "cluster" else read_scores(scores_path))
     log.info("select %s budget %g seed %d: %d of %d sequences", strategy, budget, seed, len(idx), n)
 
 
