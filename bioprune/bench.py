@@ -68,7 +68,8 @@ def _time(fn, device, batches: int, n_per_call: int, warmup: int = 1) -> tuple[f
 def run_mode(mode: str, a: dict) -> dict:
     """Sequences per second of one mode (and what it computed)."""
     from .batching import per_sample_ce
-    from .sketches import GradCapture, InfluenceConfig, KroneckerProjector, per_sample_factors, resolve_params
+    from .gradients import InfluenceConfig, per_sample_factors
+    from .persample import GradCapture, KroneckerProjector, resolve_params
 
     from .batching import mask_with_generator, pad_batch
     from .dataflow import Prefetcher, host_batch
@@ -122,7 +123,7 @@ def run_mode(mode: str, a: dict) -> dict:
         names = resolve_params(model, params)
         cfg = InfluenceConfig(params=params, batch_size=len(seqs))
         cap = GradCapture(model, names)
-        from .sketches import scoring_inputs
+        from .gradients import scoring_inputs
 
         masks = Prefetcher(itertools.repeat(None), lambda _: scoring_inputs(ids, seqs, mol, cfg), depth=2)
         shapes = {p: tuple(dict(model.named_parameters())[p].shape) for p in names}

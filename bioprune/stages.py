@@ -85,7 +85,7 @@ def reference(shards: list[str], model: str, curves: str, params: dict) -> None:
 
 
 def _influence_cfg(params: dict):
-    from .sketches import InfluenceConfig
+    from .gradients import InfluenceConfig
 
     return InfluenceConfig(**{k: v for k, v in params.items() if k in InfluenceConfig.__dataclass_fields__})
 
