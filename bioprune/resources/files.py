@@ -56,6 +56,7 @@ Every evaluation sequence was removed from every pool by exact sequence (tested 
 | `protein/pool.fa.gz` | Debian `metastudent-data` 2.0.1-8 (UniProtKB/Swiss-Prot 2014_01) | Swiss-Prot CC BY 4.0 (package GPL-2+) | protein pretraining pool |
 | `protein/loc_eval.tsv.gz` | same, GO cellular-component annotations (`CCO/goasp_annot.dat`), proteins with exactly one of 11 location terms | CC BY 4.0 | localization label |
 | `protein/ss_eval.tsv.gz` | `../shared/data/pdb_chains_dssp.tsv.gz`: Debian `promod3-data` 3.2.1 structure DB export (PDB chains, DSSP 8-state) | Apache-2.0 (PDB-derived) | per-residue DSSP8 |
+| `antibody/pool.fa.gz` | `../shared/data/pdb_chains_dssp.tsv.gz` (as above), built by `workflow_scripts/antibody_corpus.py` (not by build-resources): 29 immunoglobulin-like V domains by the framework-motif rule in the script's docstring (cut after FR4; ids `ab_heavy_*` / `ab_light_*`) and 200 other chains of 60-250 aa (seed 0; `bg_*`) | Apache-2.0 (PDB-derived) | antibody pool of experiments/antibody_antiberty.yaml |
 
 ## Counts and settings
 ```json
