@@ -249,11 +249,17 @@ def test_two_ranges_cut_anywhere_read_every_record_once(tmp_path, tail):
         assert len(first) == heads and records_before(path, spans[1]) == heads, cut
 
 
-def test_many_ranges_and_ranges_without_a_record_start(tmp_path):
+@pytest.mark.parametrize("small_reads", [False, True])
+def test_many_ranges_and_ranges_without_a_record_start(tmp_path, monkeypatch, small_reads):
+    """Also with reads of a few bytes, so that a '\n>' straddles two reads."""
+    from bioprune.shards import fasta, ranges
     from bioprune.shards.ranges import byte_ranges, records_before
 
     path = ranged_fasta(tmp_path, tail=b"")
     whole = records_by_span(path, [None])[0]
+    if small_reads:
+        monkeypatch.setattr(ranges, "READ", 3)
+        monkeypatch.setattr(fasta, "BLOCK", 5)
     size = path.stat().st_size
     for split in (7, 40, 97, 500, size - 1):
         ranges = byte_ranges(size, split)
@@ -335,3 +341,37 @@ def test_gather_refuses_parts_missing_a_byte_range(tmp_path):
     path.write_bytes(path.read_bytes() + b">new\nACGUACGU\n")
     with pytest.raises(BiopruneError, match="the file changed"):
         route_file(path, parts[0], 0, 2, IngestOptions(), spans[0])
+
+
+def test_workflow_plans_one_route_job_per_byte_range(tmp_path):
+    """Dry run: a plain file of 5.03 x corpus.split_mb is six route jobs, in (file, range) part order;
+    a larger gzipped file is one (gzip cannot seek); split_mb 0 is one job per file."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from helpers import ROOT
+
+    big = tmp_path / "big.fa"
+    big.write_text("".join(f">r{i}\n{'ACGU' * 30}\n" for i in range(40)))
+    assert big.stat().st_size == 5030
+    gz = tmp_path / "small.fa.gz"
+    gz.write_bytes(gzip.compress(big.read_bytes() * 3, compresslevel=0))
+    jobs = {}
+    for split_mb in (1000 / 2**20, 0):
+        (tmp_path / "u.yaml").write_text(yaml.safe_dump(
+            {"corpus": {"path": ["big.fa", "small.fa.gz"], "molecule": "rna", "split_mb": split_mb}}))
+        res = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "-s", str(ROOT / "Snakefile"),
+                              "--configfile", "u.yaml", "-n", "results/shards/ingest.json"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        table = res.stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+        jobs[split_mb] = dict(re.findall(r"^(ingest_\w+)\s+(\d+)$", table, re.M))
+        parts = re.findall(r"output: results/ingest/parts/(\d+_\d+)\.h5", res.stdout)
+        if split_mb:
+            assert sorted(parts) == [f"00000_{r:05d}" for r in range(6)] + ["00001_00000"]
+            gather_in = re.search(r"rule ingest_summary:\n\s+input: (.*)", res.stdout).group(1)
+            assert re.findall(r"parts/(\d+_\d+)\.h5", gather_in) == sorted(parts)
+    assert jobs[1000 / 2**20]["ingest_route"] == "7" and jobs[0]["ingest_route"] == "2"
