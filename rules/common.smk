@@ -71,7 +71,7 @@ wildcard_constraints:
 # memory and time scaled by the retry attempt; a profile's set-threads / set-resources overrides them
 # for a site. Locally Snakemake caps threads at --cores; torch uses exactly the job's threads.
 JOB_RESOURCES = {
-    "ingest_route": (1, 2000, 120),  # one input file; memory bounded by block buffers
+    "ingest_route": (1, 2000, 120),  # one input file or byte range; memory bounded by block buffers
     "ingest_gather": (1, 4000, 60),  # one shard; about 60 bytes per record of the shard
     "leakage_gate": (4, 8000, 120),
     "probe_split": (2, 4000, 30),
