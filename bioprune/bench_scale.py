@@ -97,6 +97,15 @@ def _child(stage: str, args: list[str]) -> dict:
         t2 = time.perf_counter()
         out.update(records=stats.records, kept=stats.kept, route_s=t1 - t0, gather_s=t2 - t1,
                    route_rec_per_s=stats.records / (t1 - t0), gather_rec_per_s=stats.records / (t2 - t1))
+    elif stage == "route":  # one route job over byte range `index` of `count` (corpus.split_mb)
+        from .shards import IngestOptions, route_file
+        from .shards.ranges import file_spans
+
+        fasta, count, index = args[0], int(args[3]), int(args[4])
+        span = file_spans(fasta, -(-Path(fasta).stat().st_size // count))[index]
+        t0 = time.perf_counter()
+        stats = route_file(fasta, args[1], 0, int(args[2]), IngestOptions(max_length=1024), span)
+        out.update(records=stats.records, span=span)
     elif stage == "merge":
         from .scores import merge_scores
 

@@ -237,6 +237,15 @@ def corpus_files(config: dict) -> list[str]:
     return expand_inputs(config["corpus"]["path"])
 
 
+def ingest_spans(config: dict) -> list[list[dict | None]]:
+    """Per input file, the byte ranges of its route jobs (corpus.split_mb; [None]: one job for the
+    whole file), from the file sizes when the workflow is planned."""
+    from .shards.ranges import file_spans, split_bytes
+
+    split = split_bytes(config["corpus"]["split_mb"])
+    return [file_spans(f, split) for f in corpus_files(config)]
+
+
 def ingest_params(config: dict) -> dict:
     c = config["corpus"]
     return {k: c[k] for k in ("molecule", "ambiguous", "min_length", "max_length", "length_policy", "holdout_fraction")}

@@ -28,11 +28,12 @@ def ingest(fasta: str | list[str], shards: list[str], holdout: str, stats: str, 
     _ingest(fasta, shards, holdout, IngestOptions(**params), stats)
 
 
-def ingest_route(fasta: str, part: str, file_index: int, n_shards: int, params: dict) -> None:
-    """Workflow scatter job: one input file -> one part file grouped by destination shard."""
+def ingest_route(fasta: str, part: str, file_index: int, n_shards: int, params: dict, span: dict | None = None) -> None:
+    """Workflow scatter job: one input file, or one byte range of it (`span`), -> one part file
+    grouped by destination shard."""
     from .shards import IngestOptions, route_file
 
-    route_file(fasta, part, file_index, n_shards, IngestOptions(**params))
+    route_file(fasta, part, file_index, n_shards, IngestOptions(**params), span)
 
 
 def ingest_gather(parts: list[str], out: str, dest: int, n_shards: int) -> None:

@@ -20,12 +20,14 @@ from bioprune.config import (  # noqa: E402
     dump_resolved,
     influence_params,
     ingest_params,
+    ingest_spans,
     pretrain_params,
     reference_params,
     selection_params,
     resolve_config,
 )
 from bioprune.gpumem import gpu_mem_mb  # noqa: E402
+from bioprune.shards.ranges import part_name  # noqa: E402
 
 # One resolved config (bioprune.config.resolve_config, the same function the CLI uses): schema
 # defaults <- --configfile(s) in order <- --config overrides; the demo only when no file is named.
@@ -51,6 +53,8 @@ MOLECULE = config["corpus"]["molecule"]
 GPU = 0 if config["device"] == "cpu" else 1
 FULL_SEEDS = full_seeds(config)
 CORPUS_FILES = corpus_files(config)
+# per input file, the byte ranges of its route jobs (corpus.split_mb; sizes read now, at planning)
+INGEST_SPANS = ingest_spans(config)
 
 
 wildcard_constraints:
@@ -67,7 +71,7 @@ wildcard_constraints:
 # memory and time scaled by the retry attempt; a profile's set-threads / set-resources overrides them
 # for a site. Locally Snakemake caps threads at --cores; torch uses exactly the job's threads.
 JOB_RESOURCES = {
-    "ingest_route": (1, 2000, 120),  # one input file; memory bounded by block buffers
+    "ingest_route": (1, 2000, 120),  # one input file or byte range; memory bounded by block buffers
     "ingest_gather": (1, 4000, 60),  # one shard; about 60 bytes per record of the shard
     "leakage_gate": (4, 8000, 120),
     "probe_split": (2, 4000, 30),
@@ -112,8 +116,14 @@ def job_runtime(rule):
 
 
 def ingest_parts():
-    """Part files of the ingest route jobs, one per input file (in corpus.path order)."""
-    return [f"{R}/ingest/parts/{k}.h5" for k in range(len(CORPUS_FILES))]
+    """Part files of the ingest route jobs, one per input file or byte range of a large file, in
+    (corpus.path order, range) order: the order the gather reads them in."""
+    return [f"{R}/ingest/parts/{part_name(k, s)}" for k, spans in enumerate(INGEST_SPANS) for s in spans]
+
+
+def ingest_span(wildcards):
+    """Byte range of one route job (None: the whole file)."""
+    return INGEST_SPANS[int(wildcards.file)][int(wildcards.span)]
 
 
 def shard_files():

@@ -1,20 +1,22 @@
-# Ingest as scatter/gather: one route job per input file (corpus.path: a file, a glob or a list)
-# writes a part file with every record grouped by destination (shard or held-out split, by the
-# digest of its sequence); one gather job per shard collapses exact duplicates and checks the ids
-# of its id bucket; a last job sums the stats. Shards do not depend on the number of route jobs.
+# Ingest as scatter/gather: one route job per input file (corpus.path: a file, a glob or a list),
+# or per byte range of an uncompressed file larger than corpus.split_mb, writes a part file with
+# every record grouped by destination (shard or held-out split, by the digest of its sequence);
+# one gather job per shard collapses exact duplicates and checks the ids of its id bucket; a last
+# job sums the stats. Shards do not depend on the number of route jobs.
 
 
 rule ingest_route:
     input:
-        lambda w: CORPUS_FILES[int(w.part)],
+        lambda w: CORPUS_FILES[int(w.file)],
     output:
-        temp(f"{R}/ingest/parts/{{part}}.h5"),
+        temp(f"{R}/ingest/parts/{{file}}_{{span}}.h5"),
     log:
-        f"{R}/logs/ingest/route_{{part}}.log",
+        f"{R}/logs/ingest/route_{{file}}_{{span}}.log",
     benchmark:
-        f"{R}/benchmarks/ingest/route_{{part}}.tsv"
+        f"{R}/benchmarks/ingest/route_{{file}}_{{span}}.tsv"
     wildcard_constraints:
-        part=r"\d+",
+        file=r"\d+",
+        span=r"\d+",
     conda:
         "../envs/core.yaml"
     threads: job_threads("ingest_route")
@@ -24,6 +26,7 @@ rule ingest_route:
     params:
         ingest=ingest_params(config),
         n_shards=config["corpus"]["shards"],
+        span=ingest_span,
     script:
         "../workflow_scripts/ingest_route.py"
 

@@ -99,25 +99,26 @@ def read_outputs(paths):
     return recs, copies
 
 
-def run_ingest(d: Path, text: str, n_shards: int, opts: IngestOptions):
+def run_ingest(d: Path, text: str, n_shards: int, opts: IngestOptions, split_bytes: int = 0):
     d.mkdir()
     (d / "a.fa").write_bytes(text.encode())
     shards = [str(d / f"{k}-of-{n_shards}.h5") for k in range(1, n_shards + 1)]
-    stats = ingest(d / "a.fa", shards, str(d / "holdout.h5"), opts)
+    stats = ingest(d / "a.fa", shards, str(d / "holdout.h5"), opts, split_bytes=split_bytes)
     return shards, str(d / "holdout.h5"), stats
 
 
 @FAST
 @given(data=st.data(), n_shards=st.integers(1, 3), min_len=st.integers(1, 4), max_len=st.integers(4, 30),
-       holdout=st.sampled_from([0.0, 0.2, 0.5]))
-def test_ingest_roundtrips_any_valid_fasta(data, n_shards, min_len, max_len, holdout):
+       holdout=st.sampled_from([0.0, 0.2, 0.5]), split=st.sampled_from([0, 0, 16, 45, 150]))
+def test_ingest_roundtrips_any_valid_fasta(data, n_shards, min_len, max_len, holdout, split):
+    """Also when the file is routed in byte ranges of `split` bytes (corpus.split_mb)."""
     recs = data.draw(fasta_records())
     expected, expected_copies = model_ingest(recs, min_len, max_len)
     text = data.draw(fasta_text(recs))
     opts = IngestOptions(min_length=min_len, max_length=max_len, holdout_fraction=holdout)
     assume(expected)  # "no sequence survived" is tested in test_ingest
     with tempfile.TemporaryDirectory() as d:
-        shards, hold, stats = run_ingest(Path(d) / "x", text, n_shards, opts)
+        shards, hold, stats = run_ingest(Path(d) / "x", text, n_shards, opts, split)
         check_roundtrip(shards, hold, stats, recs, expected, expected_copies, holdout, n_shards)
 
 

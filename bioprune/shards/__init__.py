@@ -3,9 +3,10 @@
 Records are routed by the digest of their normalised sequence (bioprune.hashing.route_digests), so
 exact duplicates always meet in one shard and are collapsed there; ids are checked per id bucket.
 Memory is bounded by block buffers and, per gather job, compact numeric arrays of one shard; the
-sequences themselves are never all held. Modules: fasta (reading, batch normalisation), route
-(scatter one input file), dedupe (gather and dedupe one shard, check one id bucket), pipeline (orchestration),
-read (reading shards back).
+sequences themselves are never all held. Modules: fasta (reading, batch normalisation), ranges
+(byte ranges of a large uncompressed file, one route job each), route (scatter one input file or
+range), dedupe (gather and dedupe one shard, check one id bucket), pipeline (orchestration), read
+(reading shards back).
 """
 from .fasta import check_fasta, iter_fasta, read_batches
 from .dedupe import check_ids, gather

@@ -1,9 +1,9 @@
 """Ingest, gather step: collect one destination's records from every part file, collapse exact
 duplicates, and write the shard; and the duplicate-id check of one id bucket.
 
-Parts are read in input-file order and, within a part, in record order, so "first occurrence" is
-global (file list order, then record number) and a shard is the same whatever the number of route
-jobs. Memory per job: about 60 bytes per record of its own shard (numeric arrays, no Python object
+Parts are read in input-file order (a file's byte ranges in order) and, within a part, in record
+order, so "first occurrence" is global (file list order, then record number) and a shard is the
+same whatever the number of route jobs. Memory per job: about 60 bytes per record of its own shard (numeric arrays, no Python object
 per record) plus one block of strings being copied, so it is bounded by the shard count chosen.
 """
 from __future__ import annotations
@@ -30,20 +30,44 @@ def _void(a: np.ndarray) -> np.ndarray:
 
 
 def _load(parts: list[str], group: str, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Concatenate numeric columns of one group over the parts; also the part index of each row."""
+    """Concatenate numeric columns of one group over the parts; also the part index of each row.
+    `rec` becomes the record number in the input file (a byte range's part numbers from 1)."""
     cols: dict[str, list[np.ndarray]] = {k: [] for k in names}
     owner = []
+    base = record_offsets(parts) if "rec" in names else [0] * len(parts)
     for p, path in enumerate(parts):
         with h5py.File(path, "r", locking=False) as f:
             if group not in f:
                 continue
             for k in names:
-                cols[k].append(f[group][k][()])
+                cols[k].append(f[group][k][()] + base[p] if k == "rec" else f[group][k][()])
             owner.append(np.full(len(cols[names[0]][-1]), p, dtype=np.int32))
     if not owner:
         empty = {"digest": np.zeros((0, 16), np.uint8), "idhash": np.zeros((0, 16), np.uint8)}
         return {k: empty.get(k, np.zeros(0, np.int64)) for k in names}, np.zeros(0, np.int32)
     return {k: np.concatenate(v) for k, v in cols.items()}, np.concatenate(owner)
+
+
+def record_offsets(parts: list[str]) -> list[int]:
+    """Per part, the records of its input file before its byte range (0 for a whole file), from the
+    record counts of the file's earlier ranges, which must precede it in `parts`, all of them, in order."""
+    out, prev = [], None  # prev: (path, file_index, span_index, n_spans, offset + records)
+    for path in parts:
+        with h5py.File(path, "r", locking=False) as f:
+            a = f.attrs
+            cur = (str(a["source_path"]), int(a["file_index"]), int(a.get("span_index", 0)), int(a.get("n_spans", 1)))
+            records = int(json.loads(a["route_stats"])["records"])
+        if prev and prev[2] + 1 < prev[3] and (cur[2] == 0 or prev[:2] != cur[:2]):
+            raise BiopruneError(f"{path}: follows byte range {prev[2] + 1} of {prev[3]} of {prev[0]} in the ingest "
+                                "parts; its later ranges are missing, re-run ingest")
+        if cur[2] and (not prev or prev[:2] != cur[:2] or prev[2] != cur[2] - 1):
+            raise BiopruneError(f"{path}: byte range {cur[2] + 1} of {cur[3]} of {cur[0]} does not follow range "
+                                f"{cur[2]} in the ingest parts; re-run ingest")
+        out.append(prev[4] if cur[2] else 0)
+        prev = (*cur, out[-1] + records)
+    if prev and prev[2] + 1 < prev[3]:
+        raise BiopruneError(f"{prev[0]}: only {prev[2] + 1} of its {prev[3]} byte ranges in the ingest parts; re-run ingest")
+    return out
 
 
 def _part_attr(path: str, key: str):

@@ -18,6 +18,7 @@ from Bio.SeqIO.FastaIO import SimpleFastaParser
 from ..alphabets import (PROTEIN_AMBIGUOUS, PROTEIN_STANDARD, RNA_AMBIGUOUS, RNA_STANDARD, AlphabetError,
                          normalise)
 from ..errors import BiopruneError
+from .ranges import records_before, span_blocks
 
 BLOCK = 1 << 22  # bytes read at a time
 SEP = b"\x00"
@@ -108,8 +109,10 @@ _HEADER = re.compile(rb"^>[^\S\n]*(\S*)", re.M)
 _HEADER_LINE = re.compile(rb"^>.*\n?", re.M)
 
 
-def read_batches(path: str | os.PathLike) -> Iterator[tuple[int, list[bytes], list[bytes]]]:
-    """Yield (number of the batch's first record, ids, raw sequences) per block of a FASTA(.gz).
+def read_batches(path: str | os.PathLike, span: dict | None = None) -> Iterator[tuple[int, list[bytes], list[bytes]]]:
+    """Yield (number of the batch's first record, ids, raw sequences) per block of a FASTA(.gz), or
+    of the records of one byte range (`span`, bioprune.shards.ranges; numbered from 1 within it,
+    while error messages name the record's number in the file).
 
     Same records as iter_fasta (lines before the first '>' skipped, header = first word of the
     title, sequence lines joined without spaces, tabs and CRs); errors name the file and record.
@@ -118,17 +121,19 @@ def read_batches(path: str | os.PathLike) -> Iterator[tuple[int, list[bytes], li
     """
     path = Path(path)
     n = 0
-    first = True
+    first = span is None
     try:
-        for block in _blocks(path):
-            if not block.isascii():
-                bad = block[: next(i for i, b in enumerate(block) if b > 127)]
-                raise BiopruneError(f"{path}: non-ASCII bytes after record {n + bad.count(b'>')}; "
-                                    "not a FASTA text file")
+        for block in _blocks(path) if span is None else span_blocks(path, span, BLOCK):
             if first:  # check_fasta made sure the file starts with whitespace, then '>'
                 block, first = block.lstrip(), False
+            if not block.isascii():  # the block starts with '>': count the headers before the byte
+                bad = block[: next(i for i, b in enumerate(block) if b > 127)]
+                n += records_before(path, span) + 1 + bad.count(b"\n>")
+                raise BiopruneError(f"{path}: non-ASCII bytes after record {n}; "
+                                    "not a FASTA text file")
             ids, seqs = _parse_block(block)
             if not all(ids):
+                n += records_before(path, span)
                 raise BiopruneError(f"{path}: record {n + ids.index(b'') + 1} has an empty header")
             yield n + 1, ids, seqs
             n += len(ids)

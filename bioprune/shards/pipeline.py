@@ -19,6 +19,7 @@ from ..errors import BiopruneError
 from ..h5io import atomic_path
 from . import dedupe as _gather
 from .fasta import check_fasta
+from .ranges import file_spans, part_name
 from .route import FATE_STATS, route_file
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,8 @@ def shard_attrs(parts: list[str], n_shards: int, dest: int) -> dict:
     sources, config = [], None
     for p in parts:
         with h5py.File(p, "r", locking=False) as f:
-            sources.append({"file": str(f.attrs["source_file"]), "sha256": str(f.attrs["source_sha256"])})
+            if not int(f.attrs.get("span_index", 0)):  # a file split in byte ranges counts once
+                sources.append({"file": str(f.attrs["source_file"]), "sha256": str(f.attrs["source_sha256"])})
             cfg = str(f.attrs["ingest_config"])
             if config not in (None, cfg) or int(f.attrs["n_shards"]) != n_shards:
                 raise BiopruneError(f"{p}: routed with another corpus configuration than {parts[0]}; re-run ingest")
@@ -144,11 +146,13 @@ def ingest(
     holdout_path: str,
     opts: IngestOptions,
     stats_path: str | None = None,
+    split_bytes: int = 0,
 ) -> IngestStats:
     """Validate, normalise, dedupe and length-filter FASTA file(s); write pool shards and a held-out file.
 
-    One process doing what the workflow's route/gather jobs do, with the same result. Every id is
-    checked before any shard is written, and each output is renamed into place only when complete.
+    One process doing what the workflow's route/gather jobs do, with the same result (also their
+    byte ranges of files larger than `split_bytes`, corpus.split_mb; 0: none). Every id is checked
+    before any shard is written, and each output is renamed into place only when complete.
     """
     files = expand_inputs(fasta)
     _check_options(opts)
@@ -158,8 +162,9 @@ def ingest(
     parent = Path(holdout_path).parent
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".ingest-parts-", dir=parent) as tmp:
-        parts = [str(Path(tmp) / f"{k}.h5") for k in range(len(files))]
-        routed = [route_file(f, p, k, n_shards, opts) for k, (f, p) in enumerate(zip(files, parts))]
+        jobs = [(k, f, span) for k, f in enumerate(files) for span in file_spans(f, split_bytes)]
+        parts = [str(Path(tmp) / part_name(k, span)) for k, _, span in jobs]
+        routed = [route_file(f, p, k, n_shards, opts, span) for (k, f, span), p in zip(jobs, parts)]
         if not sum(r.routed for r in routed):
             raise _no_survivor(files, opts, sum(r.records for r in routed), sum(r.dropped_short for r in routed),
                                sum(r.dropped_long for r in routed), sum(r.dropped_ambiguous for r in routed))

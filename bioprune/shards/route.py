@@ -3,7 +3,8 @@ file in which every record sits in the group of its destination (shard or held-o
 digest of its sequence) and every id in the group of its id bucket (for the duplicate-id check).
 
 A part file (kind `ingest_part`) holds, per destination g, group r{g}: digest, idhash (16 bytes
-each), rec (record number in the input file), seq_end/seq_blob and id_end/id_blob (the strings,
+each), rec (record number in the input file, or in its byte range: the gather adds the records of
+the file's earlier ranges), seq_end/seq_blob and id_end/id_blob (the strings,
 each followed by a newline, concatenated; cumulative end offsets); per id bucket b, group i{b}: idhash, digest of the
 uncropped sequence, rec and fate (what happened to the record). Memory: one input block plus a
 bounded write buffer (flushed to resizable datasets), whatever the file size.
@@ -25,6 +26,7 @@ from ..errors import BiopruneError
 from ..h5io import SCHEMA_VERSION, atomic_path, sha256_file
 from ..hashing import id_buckets, route_digests
 from .fasta import _BatchAlphabetError, check_fasta, normalise_batch, read_batches
+from .ranges import records_before
 
 log = logging.getLogger(__name__)
 FLUSH_BYTES = 16 << 20
@@ -122,33 +124,42 @@ def _digests(values: list[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join([b2(v, digest_size=16).digest() for v in values]), dtype=np.uint8).reshape(-1, 16)
 
 
-def route_file(fasta: str | os.PathLike, part_path: str, file_index: int, n_shards: int, opts) -> RouteStats:
-    """Scatter one input FASTA(.gz) into a part file (module doc); `opts` is an IngestOptions."""
+def route_file(fasta: str | os.PathLike, part_path: str, file_index: int, n_shards: int, opts,
+               span: dict | None = None) -> RouteStats:
+    """Scatter one input FASTA(.gz), or the records of one byte range of it (`span`, see
+    bioprune.shards.ranges), into a part file (module doc); `opts` is an IngestOptions."""
     fasta = Path(fasta)
     check_fasta(fasta)
+    if span is not None and os.path.getsize(fasta) != span["size"]:
+        raise BiopruneError(f"{fasta}: {os.path.getsize(fasta)} bytes, {span['size']} when the byte ranges of the "
+                            "ingest jobs were planned; the file changed, re-run the workflow")
     stats = RouteStats()
+    index, count = (span["index"], span["count"]) if span else (0, 1)
+    # the file's hash once per file (by its first range job): the shards' attrs name whole files
     attrs = {"kind": "ingest_part", "schema_version": SCHEMA_VERSION, "source_file": fasta.name,
-             "source_path": str(fasta), "source_sha256": sha256_file(fasta), "file_index": file_index,
+             "source_path": str(fasta), "source_sha256": sha256_file(fasta) if index == 0 else "",
+             "file_index": file_index, "span_index": index, "n_spans": count,
              "n_shards": n_shards, "ingest_config": json.dumps(opts.as_dict(), sort_keys=True)}
     with atomic_path(part_path) as tmp, h5py.File(tmp, "w") as f:
         writer = PartWriter(f)
-        for first, ids, raws in read_batches(fasta):
-            _route_batch(fasta, first, ids, raws, opts, n_shards, writer, stats)
+        for first, ids, raws in read_batches(fasta, span):
+            _route_batch(fasta, span, first, ids, raws, opts, n_shards, writer, stats)
         writer.flush()
         f.attrs.update(attrs)
         f.attrs["route_stats"] = json.dumps(stats.__dict__, sort_keys=True)
-    log.info("route %s: %s", fasta, json.dumps(stats.__dict__))
+    log.info("route %s%s: %s", fasta, f" (byte range {index + 1} of {count})" if span else "", json.dumps(stats.__dict__))
     return stats
 
 
-def _route_batch(fasta: Path, first: int, ids: list[bytes], raws: list[bytes], opts, n_shards: int,
+def _route_batch(fasta: Path, span: dict | None, first: int, ids: list[bytes], raws: list[bytes], opts, n_shards: int,
                  writer: PartWriter, stats: RouteStats) -> None:
     if not ids:
         return
     try:
         seqs, drop = normalise_batch(raws, opts.molecule, opts.ambiguous)
     except _BatchAlphabetError as e:
-        raise BiopruneError(f"{fasta}: record {first + e.index} (id {ids[e.index].decode()}): {e}") from None
+        rec = records_before(fasta, span) + first + e.index
+        raise BiopruneError(f"{fasta}: record {rec} (id {ids[e.index].decode()}): {e}") from None
     n = len(ids)
     rec = np.arange(first, first + n, dtype=np.int64)
     idh = _digests(ids)
