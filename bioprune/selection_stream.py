@@ -1,5 +1,5 @@
 """Selection over a score column read block by block (an array or an HDF5 dataset): exact Top-k and
-CCI in a few passes, memory O(k + block) whatever the pool size.
+CCI in a few passes, memory O(k + block) whatever the pool size, also within groups (length strata).
 
 The k-th largest score comes from a radix select on order-preserving integer keys of the float64
 scores (16 bits per pass, a histogram of 65,536 counts; once the bucket holding the k-th largest
@@ -56,54 +56,132 @@ def _keys(x: np.ndarray) -> np.ndarray:
     return np.where(u & _SIGN, ~u, u | _SIGN)
 
 
+def _float_of_key(key) -> float:
+    u = np.array([key], dtype=np.uint64)
+    return float(np.where(u & _SIGN, u & ~_SIGN, ~u).view(np.float64)[0])
+
+
+def group_ranks(g: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rank of each element among the elements of its group (in position order), and group counts."""
+    order = np.argsort(g, kind="stable")
+    counts = np.bincount(g, minlength=n_groups)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    rank = np.empty(len(g), dtype=np.int64)
+    rank[order] = np.arange(len(g)) - starts[g[order]]
+    return rank, counts
+
+
+class Grouped:
+    """A score column split into groups (length strata, or one group): blocks() yields (start,
+    scores, group of each score); every group-wise selection below reads it in a few passes."""
+
+    def __init__(self, col: Column, n_groups: int = 1, groups_of=None):
+        self.col, self.n_groups, self.groups_of = col, int(n_groups), groups_of
+
+    def blocks(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        if self.groups_of is None:
+            for a, x in self.col.blocks():
+                yield a, x, np.zeros(len(x), dtype=np.int64)
+        else:
+            yield from self.groups_of()
+
+
+def kth_largest_by_group(src: Grouped, ks) -> np.ndarray:
+    """thr[s] = the ks[s]-th largest score of group s, exactly (inf where ks[s] == 0)."""
+    ks = np.asarray(ks, dtype=np.int64)
+    n_groups, todo = src.n_groups, ks > 0
+    thr = np.full(n_groups, np.inf)
+    prefix, need = np.zeros(n_groups, dtype=np.uint64), ks.copy()  # keys whose top bits equal prefix[s]
+    for shift in (48, 32, 16, 0):
+        if not todo.any():
+            break
+        hist = np.zeros(n_groups << 16, dtype=np.int64)
+        for _, x, g in src.blocks():
+            sel = todo[g]
+            key, gs = _keys(x[sel]), g[sel]
+            if shift < 48:
+                same = (key >> np.uint64(shift + 16)) == prefix[gs]
+                key, gs = key[same], gs[same]
+            hist += np.bincount((gs << 16) + ((key >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.int64),
+                                minlength=n_groups << 16)
+        hist = hist.reshape(n_groups, 1 << 16)
+        collect = np.zeros(n_groups, dtype=bool)
+        for s in np.flatnonzero(todo):
+            h = hist[s]
+            above = np.cumsum(h[::-1])[::-1] - h  # members in higher buckets
+            d = int(np.flatnonzero((above < need[s]) & (above + h >= need[s]))[-1])
+            prefix[s], need[s] = (prefix[s] << np.uint64(16)) | np.uint64(d), need[s] - above[d]
+            if shift == 0:
+                thr[s], todo[s] = _float_of_key(prefix[s]), False
+            elif h[d] <= COLLECT:  # few enough: gather the bucket and finish in memory
+                collect[s] = True
+        if collect.any():
+            members: dict[int, list] = {int(s): [] for s in np.flatnonzero(collect)}
+            for _, x, g in src.blocks():
+                sel = collect[g]
+                xs, gs = x[sel], g[sel]
+                hit = (_keys(xs) >> np.uint64(shift)) == prefix[gs]
+                xs, gs = xs[hit], gs[hit]
+                for s in np.unique(gs).tolist():
+                    members[s].append(xs[gs == s])
+            for s, parts in members.items():
+                m = np.concatenate(parts)
+                thr[s], todo[s] = np.partition(m, len(m) - need[s])[len(m) - need[s]], False
+    return thr
+
+
 def kth_largest(col: Column, k: int) -> float:
     """The k-th largest value of the column (1 <= k <= n), exactly."""
     if not 1 <= k <= len(col):
         raise ValueError(f"k = {k} outside 1..{len(col)}")
-    prefix, need = 0, k  # keys whose top bits equal `prefix`; the need-th largest among them
-    for shift in (48, 32, 16, 0):
-        hist = np.zeros(1 << 16, dtype=np.int64)
-        for _, x in col.blocks():
-            key = _keys(x)
-            if shift < 48:
-                key = key[(key >> np.uint64(shift + 16)) == np.uint64(prefix)]
-            hist += np.bincount(((key >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.int64), minlength=1 << 16)
-        above = np.cumsum(hist[::-1])[::-1] - hist  # members in higher buckets
-        d = int(np.flatnonzero((above < need) & (above + hist >= need))[-1])
-        prefix, need = (prefix << 16) | d, need - int(above[d])
-        if shift and hist[d] <= COLLECT:
-            members = [x[(_keys(x) >> np.uint64(shift)) == np.uint64(prefix)] for _, x in col.blocks()]
-            members = np.concatenate(members)
-            return float(np.partition(members, len(members) - need)[len(members) - need])
-    u = np.array([prefix], dtype=np.uint64)
-    return float(np.where(u & _SIGN, u & ~_SIGN, ~u).view(np.float64)[0])
+    return float(kth_largest_by_group(Grouped(col), [k])[0])
 
 
 @dataclass
 class TopCut:
-    """The k largest of a column as a streaming predicate: value > thr, or == thr among the first
-    `ties` such positions (tie-break by position)."""
+    """The ks[s] largest scores of each group as a streaming predicate: score > thr[s], or == thr[s]
+    among the first ties[s] such positions of the group (tie-break by position)."""
 
-    thr: float
-    ties: int
-    seen: int = 0
+    thr: np.ndarray
+    ties: np.ndarray
+    seen: np.ndarray
 
     @classmethod
-    def of(cls, col: Column, k: int) -> "TopCut":
-        if k <= 0:
-            return cls(np.inf, 0)
-        thr = kth_largest(col, k)
-        above = sum(int((x > thr).sum()) for _, x in col.blocks())
-        return cls(thr, k - above)
+    def of(cls, src: Grouped, ks) -> "TopCut":
+        ks = np.asarray(ks, dtype=np.int64)
+        thr = kth_largest_by_group(src, ks)
+        above = np.zeros(src.n_groups, dtype=np.int64)
+        for _, x, g in src.blocks():
+            above += np.bincount(g[x > thr[g]], minlength=src.n_groups)
+        return cls(thr, ks - above, np.zeros(src.n_groups, dtype=np.int64))
 
-    def mask(self, x: np.ndarray) -> np.ndarray:
-        """Members of the top set in this block (blocks visited once each, in order)."""
-        m = x > self.thr
-        eq = np.flatnonzero(x == self.thr)
-        take = eq[: max(0, self.ties - self.seen)]
-        self.seen += len(eq)
-        m[take] = True
+    def fresh(self) -> "TopCut":
+        return TopCut(self.thr, self.ties, np.zeros_like(self.seen))
+
+    def mask(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """Members of the top sets in this block (blocks visited once each, in order)."""
+        t = self.thr[g]
+        m = x > t
+        eq = np.flatnonzero(x == t)
+        ge = g[eq]
+        rank, counts = group_ranks(ge, len(self.seen))
+        m[eq[self.seen[ge] + rank < self.ties[ge]]] = True
+        self.seen += counts
         return m
+
+
+def top_by_group(src: Grouped, ks) -> np.ndarray:
+    """The ks[s] highest scores of every group s, ordered by score (ties by position): with one
+    group = selections.top_k(values, k)."""
+    k = int(np.sum(ks))
+    cut = TopCut.of(src, ks)
+    idx, val, m = np.empty(k, dtype=np.int64), np.empty(k), 0  # exactly k members, filled in position order
+    for a, x, g in src.blocks():
+        hit = np.flatnonzero(cut.mask(x, g))
+        idx[m:m + len(hit)], val[m:m + len(hit)] = hit + a, x[hit]
+        m += len(hit)
+    np.negative(val, out=val)
+    return idx[np.argsort(val, kind="stable")]  # idx ascending, so a stable sort breaks ties by position
 
 
 def top_k_stream(col: Column, k: int) -> np.ndarray:
@@ -112,14 +190,7 @@ def top_k_stream(col: Column, k: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     if k >= len(col):
         return np.argsort(-col.full(), kind="stable")
-    cut = TopCut.of(col, k)
-    idx, val, m = np.empty(k, dtype=np.int64), np.empty(k), 0  # exactly k members, filled in position order
-    for a, x in col.blocks():
-        hit = np.flatnonzero(cut.mask(x))
-        idx[m:m + len(hit)], val[m:m + len(hit)] = hit + a, x[hit]
-        m += len(hit)
-    np.negative(val, out=val)
-    return idx[np.argsort(val, kind="stable")]  # idx ascending, so a stable sort breaks ties by position
+    return top_by_group(Grouped(col), [k])
 
 
 class Binner:
@@ -155,61 +226,109 @@ def check_cci(beta: float, edge: str) -> None:
 
 @dataclass
 class CCIPlan:
-    """What the CCI passes need: the cut-off of the dropped top scores and the bins of the rest."""
+    """Per group s: the cut-off of its dropped top scores and the bins of the rest, numbered
+    s * n_bins + j (flat bins: groups in order, bins in order)."""
 
     cut: TopCut
-    binner: Binner | None
+    binners: list
+    n_bins: int
 
     @classmethod
-    def of(cls, col: Column, n_drop: int, n_bins: int, edge: str) -> "CCIPlan":
-        """Two set-up passes: the drop cut-off, then the extremes of the kept scores."""
-        cut, lo, hi = TopCut.of(col, n_drop), np.inf, -np.inf
-        for _, x in col.blocks():
-            kept = ~cut.mask(x)
-            lo = min(lo, float(np.min(x, where=kept, initial=np.inf)))
-            hi = max(hi, float(np.max(x, where=kept, initial=-np.inf)))
-        return cls(cut, Binner(lo, hi, n_bins, edge) if lo <= hi else None)
+    def of(cls, src: Grouped, n_drops, n_bins: int, edge: str) -> "CCIPlan":
+        """Set-up passes: the drop cut-offs, then the extremes of each group's kept scores."""
+        cut = TopCut.of(src, n_drops)
+        lo, hi = np.full(src.n_groups, np.inf), np.full(src.n_groups, -np.inf)
+        c = cut.fresh()
+        for _, x, g in src.blocks():
+            kept = ~c.mask(x, g)
+            np.minimum.at(lo, g[kept], x[kept])
+            np.maximum.at(hi, g[kept], x[kept])
+        return cls(cut, [Binner(lo[s], hi[s], n_bins, edge) if lo[s] <= hi[s] else None
+                         for s in range(src.n_groups)], n_bins)
 
-    def binned(self, col: Column) -> Iterator[tuple[int, np.ndarray]]:
-        """(start, bins) per block: DROPPED for the dropped top scores, -1 outside every bin."""
-        cut = TopCut(self.cut.thr, self.cut.ties)
-        for a, x in col.blocks():
-            if self.binner is None:
-                yield a, np.full(len(x), DROPPED, dtype=np.int64)
-            else:
-                yield a, np.where(cut.mask(x), DROPPED, self.binner(x))
+    def binned(self, src: Grouped) -> Iterator[tuple[int, np.ndarray]]:
+        """(start, flat bin) per block: DROPPED for the dropped top scores, -1 outside every bin."""
+        cut = self.cut.fresh()
+        for a, x, g in src.blocks():
+            drop = cut.mask(x, g)
+            out = np.full(len(x), DROPPED, dtype=np.int64)
+            for s, binner in enumerate(self.binners):
+                if binner is not None:
+                    sel = np.flatnonzero(~drop) if len(self.binners) == 1 else np.flatnonzero((g == s) & ~drop)
+                    b = binner(x[sel])
+                    out[sel] = np.where(b >= 0, s * self.n_bins + b, -1)
+            yield a, out
+
+    def sizes(self, src: Grouped) -> np.ndarray:
+        """Members of every flat bin (the histogram pass)."""
+        n = len(self.binners) * self.n_bins
+        sizes = np.zeros(n, dtype=np.int64)
+        for _, b in self.binned(src):
+            sizes += np.bincount(b[b >= 0], minlength=n)
+        return sizes
+
+    def pick(self, src: Grouped, sizes: np.ndarray, draws: dict) -> np.ndarray:
+        """Sorted positions of the drawn members: draws[f] = ranks (in position order) of the
+        members of flat bin f to take (the sampling pass)."""
+        if not any(len(r) for r in draws.values()):
+            return np.zeros(0, dtype=np.int64)
+        offset = np.concatenate([[0], np.cumsum(sizes)])
+        wanted = np.sort(np.concatenate([offset[f] + np.asarray(r, dtype=np.int64) for f, r in draws.items()]))
+        seen = np.zeros(len(sizes), dtype=np.int64)
+        out = []
+        for a, b in self.binned(src):
+            pos = np.flatnonzero(b >= 0)
+            bb = b[pos]
+            rank, counts = group_ranks(bb, len(sizes))
+            key = offset[bb] + seen[bb] + rank  # place in "flat bins in order, members by position"
+            at = np.minimum(np.searchsorted(wanted, key), len(wanted) - 1)
+            out.append(pos[wanted[at] == key] + a)
+            seen += counts
+        return np.concatenate(out)
 
 
-def cci_stream(col: Column, k: int, n_drop: int, n_bins: int, seed: int, edge: str = "inclusive",
-               alloc_fn=None) -> tuple[np.ndarray, np.ndarray]:
-    """Positions CCI chooses (sorted) and the bin sizes: a histogram pass, then per bin j the
-    draws rng.choice(size_j, alloc_j) (bins in order) mapped to members by their rank in the bin."""
-    plan = CCIPlan.of(col, n_drop, n_bins, edge)
-    sizes = np.zeros(n_bins, dtype=np.int64)
-    for _, b in plan.binned(col):
-        sizes += np.bincount(b[b >= 0], minlength=n_bins)
-    if sizes.sum() < k:
-        return None, sizes
-    alloc = alloc_fn(sizes, k)
-    rng = np.random.default_rng(seed)
-    offset = np.concatenate([[0], np.cumsum(sizes)])
-    drawn = [offset[j] + rng.choice(int(sizes[j]), size=int(alloc[j]), replace=False) for j in range(n_bins) if alloc[j]]
-    if not drawn:
-        return np.zeros(0, dtype=np.int64), sizes
-    wanted = np.sort(np.concatenate(drawn))
-    seen = np.zeros(n_bins, dtype=np.int64)
-    out = []
-    for a, b in plan.binned(col):
-        pos = np.flatnonzero(b >= 0)
-        bb = b[pos]
-        order = np.argsort(bb, kind="stable")
-        counts = np.bincount(bb, minlength=n_bins)
-        starts = np.concatenate([[0], np.cumsum(counts)])
-        rank = np.empty(len(bb), dtype=np.int64)
-        rank[order] = np.arange(len(bb)) - starts[bb[order]]
-        g = offset[bb] + seen[bb] + rank  # place of each member in "bins in order, members by position"
-        hit = np.searchsorted(wanted, g)
-        hit = (hit < len(wanted)) & (wanted[np.minimum(hit, len(wanted) - 1)] == g)
-        out.append(pos[hit] + a)
-        seen += counts
-    return np.concatenate(out), sizes
+@dataclass
+class StrataPlan:
+    """Quantile strata of length from one pass over the lengths (their distinct values and counts):
+    inner edges np.unique(np.quantile(lengths, j / n_strata)), j = 1..n_strata-1, computed from the
+    counts with numpy's own interpolation, so they equal the in-memory ones; strata 0..m-1."""
+
+    inner: np.ndarray
+    label: np.ndarray  # stratum of each raw label searchsorted(inner, length, "right")
+    sizes: np.ndarray
+    length: Column
+
+    @classmethod
+    def of(cls, length: Column, n_strata: int) -> "StrataPlan":
+        vals, cnts = np.zeros(0), np.zeros(0, dtype=np.int64)
+        for _, v in length.blocks():
+            u, c = np.unique(v, return_counts=True)
+            vals, inv = np.unique(np.concatenate([vals, u]), return_inverse=True)
+            cnts = np.bincount(inv, weights=np.concatenate([cnts, c]), minlength=len(vals)).astype(np.int64)
+        n = int(cnts.sum())
+        inner = np.zeros(0)
+        if n:
+            v = (n - 1) * (np.arange(1, int(n_strata)) / n_strata)  # numpy's virtual index (method linear)
+            lo = np.floor(v).astype(np.int64)
+            cum = np.cumsum(cnts)
+            a = vals[np.searchsorted(cum, lo, side="right")]
+            b = vals[np.searchsorted(cum, np.minimum(lo + 1, n - 1), side="right")]
+            inner = np.unique([np.quantile(np.array([x, y]), t) for x, y, t in zip(a, b, v - lo)])
+        present = np.zeros(len(inner) + 1, dtype=bool)
+        raw = np.searchsorted(inner, vals, side="right")
+        present[raw] = True
+        label = np.cumsum(present) - 1
+        sizes = np.bincount(label[raw], weights=cnts, minlength=int(present.sum())).astype(np.int64)
+        return cls(inner, label, sizes, length)
+
+    def of_lengths(self, v: np.ndarray) -> np.ndarray:
+        return self.label[np.searchsorted(self.inner, v, side="right")]
+
+    def grouped(self, score: Column) -> Grouped:
+        if len(score) != len(self.length):
+            raise BiopruneError(f"{self.length.name}: {len(self.length)} lengths for {len(score)} scores")
+
+        def blocks():
+            for (a, x), (_, v) in zip(score.blocks(), self.length.blocks()):
+                yield a, x, self.of_lengths(v)
+        return Grouped(score, len(self.sizes), blocks)

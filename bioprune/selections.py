@@ -16,7 +16,8 @@ import numpy as np
 
 from .errors import BiopruneError
 from .selection_io import mmseqs_representatives, read_selection, write_selection  # noqa: F401 (re-exported)
-from .selection_stream import DROPPED, CCIPlan, Column, as_column, cci_stream, check_cci, top_k_stream
+from .selection_stream import (DROPPED, CCIPlan, Column, Grouped, StrataPlan, as_column, check_cci, top_by_group,
+                               top_k_stream)
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("top_influence", "cci", "random", "random_10x", "grad_norm", "cluster")
@@ -70,9 +71,9 @@ def cci_bin_all(scores: np.ndarray, beta: float, n_bins: int, edge: str = "inclu
                 n_drop: int | None = None) -> np.ndarray:
     """Bin of every score (int32; DROPPED for the n_drop highest, -1 outside every bin): see cci_bins."""
     check_cci(beta, edge)
-    col = as_column(scores)
-    plan = CCIPlan.of(col, fraction_count(len(col), beta) if n_drop is None else n_drop, n_bins, edge)
-    parts = [b.astype(np.int32) for _, b in plan.binned(col)]
+    src = Grouped(as_column(scores))
+    plan = CCIPlan.of(src, [fraction_count(len(src.col), beta) if n_drop is None else n_drop], n_bins, edge)
+    parts = [b.astype(np.int32) for _, b in plan.binned(src)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
 
 
@@ -107,12 +108,6 @@ def cci_allocation(bin_sizes: np.ndarray, k: int) -> np.ndarray:
     return alloc
 
 
-def _cci_pick(kept: np.ndarray, b: np.ndarray, k: int, n_bins: int, rng: np.random.Generator) -> np.ndarray:
-    alloc = cci_allocation(np.bincount(b[b >= 0], minlength=n_bins), k)
-    chosen = [rng.choice(kept[b == j], size=alloc[j], replace=False) for j in range(n_bins) if alloc[j]]
-    return np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=int)
-
-
 def _cci_short(k: int, room: int, beta: float) -> BiopruneError:
     return BiopruneError(f"CCI: budget of {k} exceeds the {room} sequences left after dropping "
                          f"selection.cci.beta={beta}")
@@ -120,28 +115,38 @@ def _cci_short(k: int, room: int, beta: float) -> BiopruneError:
 
 def select_cci(scores, k: int, beta: float, n_bins: int, seed: int, edge: str = "inclusive") -> np.ndarray:
     """Coverage-Centric Influence: stratified sampling over the influence-score distribution; exactly k
-    sorted indices. `scores` is an array or a selection_stream.Column (read block by block: memory
-    O(k), not O(pool)); per bin, the same draws as _cci_pick on the kept indices."""
+    sorted indices. `scores` is an array or a selection_stream.Column, read block by block (memory
+    O(k), not O(pool)): set-up passes (drop cut-off, extremes), a histogram pass (bin sizes), then
+    per bin j in order the draws rng.choice(size_j, alloc_j) of members by their rank in the bin,
+    the same draws as rng.choice(members of bin j, alloc_j) on the in-memory index list."""
     check_cci(beta, edge)
-    col = as_column(scores)
-    idx, sizes = cci_stream(col, k, fraction_count(len(col), beta), n_bins, seed, edge, cci_allocation)
-    if idx is None:
+    src = Grouped(as_column(scores))
+    plan = CCIPlan.of(src, [fraction_count(len(src.col), beta)], n_bins, edge)
+    sizes = plan.sizes(src)
+    if sizes.sum() < k:
         raise _cci_short(k, int(sizes.sum()), beta)
-    return idx
+    alloc = cci_allocation(sizes, k)
+    rng = np.random.default_rng(seed)
+    draws = {j: rng.choice(int(sizes[j]), size=int(alloc[j]), replace=False) for j in range(n_bins) if alloc[j]}
+    return plan.pick(src, sizes, draws)
 
 
-def length_strata(lengths: np.ndarray, n_strata: int) -> np.ndarray:
+def length_strata(lengths, n_strata: int) -> np.ndarray:
     """Quantile strata of length, labelled 0..m-1 from short to long.
 
     Inner edges are np.quantile(lengths, j / n_strata), j = 1..n_strata-1; stratum j holds lengths
     in [q_j, q_j+1) (a length equal to an edge goes up). Repeated edges (many equal lengths)
-    merge strata, so m <= n_strata; equal lengths always share a stratum.
+    merge strata, so m <= n_strata; equal lengths always share a stratum. (StrataPlan computes the
+    edges from the counts of distinct lengths, so a column of any size is read block by block.)
     """
+    plan = _strata_plan(as_column(np.asarray(lengths), "length"), n_strata)
+    return plan.of_lengths(np.asarray(lengths, dtype=float)).astype(np.int64)
+
+
+def _strata_plan(length: Column, n_strata: int) -> StrataPlan:
     if int(n_strata) < 1:
         raise BiopruneError(f"config key selection.length_strata: {n_strata} must be >= 1")
-    lengths = np.asarray(lengths, dtype=float)
-    inner = np.unique(np.quantile(lengths, np.arange(1, int(n_strata)) / n_strata)) if len(lengths) else []
-    return np.unique(np.searchsorted(inner, lengths, side="right"), return_inverse=True)[1].reshape(-1)
+    return StrataPlan.of(length, int(n_strata))
 
 
 def proportional_split(sizes: np.ndarray, k: int, capacity: np.ndarray | None = None) -> np.ndarray:
@@ -171,38 +176,36 @@ def proportional_split(sizes: np.ndarray, k: int, capacity: np.ndarray | None = 
     return alloc
 
 
-def _strata_of(scores: dict, n_strata: int, key: str) -> np.ndarray:
+def _strata_of(scores: dict, n_strata: int, key: str) -> StrataPlan:
     if "length" not in scores:
         raise BiopruneError(f"config key {key}: length stratification needs the scores' length dataset")
-    length = scores["length"]
-    return length_strata(length.full() if isinstance(length, Column) else np.asarray(length), n_strata)
+    return _strata_plan(scores["length"], n_strata)
 
 
-def select_top_stratified(score: np.ndarray, strata: np.ndarray, k: int) -> np.ndarray:
+def select_top_stratified(src: Grouped, sizes: np.ndarray, k: int) -> np.ndarray:
     """Top-I within each stratum, k split in proportion to the strata sizes; ordered by score (stable)."""
-    sizes = np.bincount(strata)
-    alloc = proportional_split(sizes, k)
-    parts = [m[top_k(score[m], a)] for m, a in ((np.flatnonzero(strata == s), a) for s, a in enumerate(alloc)) if a]
-    idx = np.sort(np.concatenate(parts))
-    return idx[np.argsort(-score[idx], kind="stable")]
+    return top_by_group(src, proportional_split(sizes, k))
 
 
-def select_cci_stratified(score: np.ndarray, strata: np.ndarray, k: int, beta: float, n_bins: int, seed: int,
+def select_cci_stratified(src: Grouped, sizes: np.ndarray, k: int, beta: float, n_bins: int, seed: int,
                           edge: str = "inclusive") -> np.ndarray:
     """CCI within each stratum: drop what length-stratified Top-I at budget beta would take there, bin
     the rest, and split k over strata in proportion to the pool (capped by what each stratum's bins
     hold; the leftover goes to strata with room). Stratum s draws from default_rng([seed, s])."""
-    sizes = np.bincount(strata)
-    drop = proportional_split(sizes, fraction_count(len(score), beta))
-    members = [np.flatnonzero(strata == s) for s in range(len(sizes))]
-    binned = [cci_bins(score[m], beta, n_bins, edge, n_drop=int(d)) for m, d in zip(members, drop)]
-    room = np.array([int((b >= 0).sum()) for _, b in binned])
+    check_cci(beta, edge)
+    drop = proportional_split(sizes, fraction_count(int(sizes.sum()), beta))
+    plan = CCIPlan.of(src, drop, n_bins, edge)
+    bins = plan.sizes(src).reshape(len(sizes), n_bins)
+    room = bins.sum(1)
     if room.sum() < k:
         raise _cci_short(k, int(room.sum()), beta)
-    alloc = proportional_split(sizes, k, room)
-    parts = [m[_cci_pick(kept, b, int(a), n_bins, np.random.default_rng([seed, s]))]
-             for s, (m, (kept, b), a) in enumerate(zip(members, binned, alloc)) if a]
-    return np.sort(np.concatenate(parts))
+    draws = {}
+    for s, a in enumerate(proportional_split(sizes, k, room)):
+        if a:
+            rng, per = np.random.default_rng([seed, s]), cci_allocation(bins[s], int(a))
+            draws.update({s * n_bins + j: rng.choice(int(bins[s, j]), size=int(per[j]), replace=False)
+                          for j in range(n_bins) if per[j]})
+    return plan.pick(src, bins.ravel(), draws)
 
 
 def _stratify_by(opts: dict, key: str) -> bool:
@@ -233,15 +236,15 @@ def select_indices(strategy: str, scores: dict, n: int, budget: float, seed: int
                    length_strata: int = 10) -> np.ndarray:
     """Positions (in the scores file) chosen by `strategy`, as select(): `scores` needs only the
     numeric columns the strategy reads (score, grad_sqnorm, length), plus `id` for cluster. A column
-    may be an array, an h5py dataset or a selection_stream.Column: Top-I, GraNd and CCI without
-    length strata read it block by block (memory O(k)); the length-stratified ones load it."""
+    may be an array, an h5py dataset or a selection_stream.Column: Top-I, GraNd and CCI, with or
+    without length strata, read it block by block (memory O(k))."""
     k = budget_size(n, budget, strategy)
     scores = {key: as_column(v, key) if key in NUMERIC else v for key, v in scores.items()}
     rng = np.random.default_rng(seed)
     if strategy == "top_influence":
         if _stratify_by(top_influence or {}, "selection.top_influence.stratify_by"):
-            strata = _strata_of(scores, length_strata, "selection.length_strata")
-            idx = select_top_stratified(scores["score"].full(), strata, k)
+            plan = _strata_of(scores, length_strata, "selection.length_strata")
+            idx = select_top_stratified(plan.grouped(scores["score"]), plan.sizes, k)
         else:
             idx = top_k_stream(scores["score"], k)
     elif strategy == "grad_norm":
@@ -252,8 +255,8 @@ def select_indices(strategy: str, scores: dict, n: int, budget: float, seed: int
         cci = cci or {}
         args = (cci.get("beta", 0.1), cci.get("bins", 50), seed, cci.get("bin_edge", "inclusive"))
         if _stratify_by(cci, "selection.cci.stratify_by"):
-            strata = _strata_of(scores, length_strata, "selection.length_strata")
-            idx = select_cci_stratified(scores["score"].full(), strata, k, *args)
+            plan = _strata_of(scores, length_strata, "selection.length_strata")
+            idx = select_cci_stratified(plan.grouped(scores["score"]), plan.sizes, k, *args)
         else:
             idx = select_cci(scores["score"], k, *args)
     elif strategy == "cluster":

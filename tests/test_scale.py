@@ -129,11 +129,29 @@ def test_streamed_selection_in_small_blocks_equals_old_selection(monkeypatch):
         sc = demo_like_pool(1900, seed)
         for budget in (0.005, 0.1, 0.3):
             for strategy in ("top_influence", "cci", "grad_norm"):
-                for edge in ("inclusive", "official"):
-                    cci = {"beta": 0.1, "bins": 10, "bin_edge": edge}
+                for edge, strat in (("inclusive", "none"), ("official", "none"), ("inclusive", "length"),
+                                    ("official", "length")):
+                    kw = dict(cci={"beta": 0.1, "bins": 10, "bin_edge": edge, "stratify_by": strat},
+                              top_influence={"stratify_by": strat}, length_strata=5)
                     cols = {k: S.Column(sc[k], k, block=64) for k in ("score", "grad_sqnorm", "length")}
-                    got = select_indices(strategy, cols, 1900, budget, seed, cci)
-                    assert [sc["id"][i] for i in got] == old.select(strategy, sc, budget, seed, cci), (strategy, budget)
+                    got = select_indices(strategy, cols, 1900, budget, seed, **kw)
+                    assert [sc["id"][i] for i in got] == old.select(strategy, sc, budget, seed, **kw), (strategy, strat)
+
+
+def test_length_strata_from_counts_equal_numpy_quantiles():
+    from bioprune import selection_stream as S
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(1, 400))
+        lengths = rng.integers(1, int(rng.choice([3, 30, 3000])), n)
+        n_strata = int(rng.integers(1, 25))
+        want = np.unique(np.quantile(lengths.astype(float), np.arange(1, n_strata) / n_strata))
+        plan = S.StrataPlan.of(S.Column(lengths, "length", block=int(rng.integers(1, 50))), n_strata)
+        np.testing.assert_array_equal(plan.inner, want)
+        raw = np.searchsorted(want, lengths, side="right")
+        assert plan.of_lengths(lengths).tolist() == np.unique(raw, return_inverse=True)[1].tolist()
+        assert plan.sizes.tolist() == np.bincount(np.unique(raw, return_inverse=True)[1]).tolist()
 
 
 def test_streamed_selection_names_a_nan_score(tmp_path):
