@@ -1,12 +1,5 @@
-"""Workflow config: one resolution used by the Snakefile and every `bioprune` subcommand.
-
-resolve_config(files, overrides) = schema defaults <- the user's YAML file(s), merged in order <-
-command-line overrides (`snakemake --config k=v`, `bioprune ... --set k=v`), coerced to the schema's
-types and validated once. The bundled demo (`config.yaml` beside the Snakefile) is used only when no
-file is named; it is never merged under a user's file. The per-stage dicts below are what Snakemake
-rules carry in `params:` (so a config edit re-runs exactly the stages that use the edited value) and
-what the `bioprune` subcommands pass to the library.
-"""
+"""Config resolution: schema defaults <- the user's file(s) <- overrides, coerced and validated once
+(the bundled demo config only when no file is named); paper mode; the README config table."""
 from __future__ import annotations
 
 import copy
@@ -14,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from .errors import BiopruneError
+from ..errors import BiopruneError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "schemas" / "config.schema.yaml"
 DEMO_CONFIG = ROOT / "config.yaml"
 
@@ -227,125 +220,6 @@ def check_semantics(config: dict, source: str = "config") -> None:
 def load_config(path: str | None = None, overrides: dict | None = None) -> dict:
     """Resolve one YAML config file (the demo when None) with optional overrides."""
     return resolve_config([path] if path else None, overrides, source=str(path) if path else None)
-
-
-def corpus_files(config: dict) -> list[str]:
-    """corpus.path as the list of input files (a glob expanded, sorted); the order fixes which id
-    of a duplicated sequence is kept (the first, in file order then record order)."""
-    from .shards.pipeline import expand_inputs
-
-    return expand_inputs(config["corpus"]["path"])
-
-
-def ingest_spans(config: dict) -> list[list[dict | None]]:
-    """Per input file, the byte ranges of its route jobs (corpus.split_mb; [None]: one job for the
-    whole file), from the file sizes when the workflow is planned."""
-    from .shards.ranges import file_spans, split_bytes
-
-    split = split_bytes(config["corpus"]["split_mb"])
-    return [file_spans(f, split) for f in corpus_files(config)]
-
-
-def ingest_params(config: dict) -> dict:
-    c = config["corpus"]
-    return {k: c[k] for k in ("molecule", "ambiguous", "min_length", "max_length", "length_policy", "holdout_fraction")}
-
-
-def reference_params(config: dict, seed: int | None = None) -> dict:
-    """Reference stage: D_sub and the proxy's init are drawn with `seed` (default reference.seed)."""
-    r = dict(config["reference"])
-    if seed is not None:
-        r["seed"] = seed
-    r["device"] = config["device"]
-    return r
-
-
-# which influence keys each stage depends on (so an edit re-runs exactly what it changes)
-_GRADIENT_KEYS = ("estimator", "params", "loss", "reduction", "mask_draws", "batch_size", "max_tokens", "pad_to",
-                  "paper_exact")
-
-
-def influence_params(config: dict, stage: str, reference_seed: int | None = None,
-                     influence_seed: int | None = None) -> dict:
-    """Influence settings of one stage for one scoring run (reference seed r, influence seed i).
-
-    curvature: what shapes D_sub's gradients; sketch: that plus damping (diag_fisher applies it per
-    shard) or sketch_dim (projected), and normalize; scores: only what the merge applies (projected
-    damping). `seed` is the influence seed (masks, projections), `subset_seed` the reference seed (D_sub).
-    """
-    inf = config["influence"]
-    p = {k: inf[k] for k in _GRADIENT_KEYS}
-    p.update(seed=inf["seed"] if influence_seed is None else influence_seed,
-             subset_seed=config["reference"]["seed"] if reference_seed is None else reference_seed,
-             subset_fraction=config["reference"]["subset_fraction"], device=config["device"])
-    if stage == "curvature":
-        return p
-    if stage == "sketch":
-        p["normalize"] = inf["normalize"]
-        if inf["estimator"] == "diag_fisher":
-            p["damping"] = inf["damping"]
-        else:
-            p["sketch_dim"] = inf["sketch_dim"]
-        return p
-    if stage == "scores":
-        if inf["estimator"] == "projected":
-            return {"damping": inf["damping"], "relative_damping": inf["relative_damping"],
-                    "leave_one_out": inf["dsub_leave_one_out"]}
-        return {}
-    raise ValueError(f"unknown influence stage {stage!r}")
-
-
-def leakage_params(config: dict) -> dict:
-    return {**config["leakage"], "molecule": config["corpus"]["molecule"]}
-
-
-def split_params(config: dict) -> dict:
-    """What a stored probe split depends on (not max_eval: the split covers the whole evaluation set)."""
-    b = config["benchmark"]
-    return {"molecule": config["corpus"]["molecule"], "split_identity": b["split_identity"],
-            "split_coverage": b["split_coverage"], "test_families": b["test_families"]}
-
-
-def selection_params(config: dict, strategy: str) -> dict:
-    """Selection settings one strategy depends on."""
-    s = config["selection"]
-    p = {"strategy": strategy}
-    if strategy == "cci":
-        p["cci"] = dict(s["cci"])
-    if strategy == "top_influence":
-        p["top_influence"] = dict(s["top_influence"])
-    if strategy == "cluster":
-        p["cluster"] = dict(s["cluster"])
-    if p.get(strategy, {}).get("stratify_by", "none") != "none":
-        p["length_strata"] = s["length_strata"]
-    return p
-
-
-def full_seeds(config: dict) -> list[int]:
-    """Seeds of the full-pool model: the first pretrain.full_seeds seeds (all when null)."""
-    p = config["pretrain"]
-    if not p["include_full"]:
-        return []
-    n = p["full_seeds"]
-    return list(config["seeds"]) if n is None else list(config["seeds"])[:n]
-
-
-def pretrain_params(config: dict) -> dict:
-    p = dict(config["pretrain"])
-    p.pop("include_full")
-    p.pop("full_seeds")
-    p["device"] = config["device"]
-    return p
-
-
-def benchmark_params(config: dict) -> dict:
-    b = dict(config["benchmark"])
-    b.pop("rnafold")
-    b.pop("nearest_neighbour")
-    b["split_dir"] = f"{config['results']}/benchmark/splits"
-    b["molecule"] = config["corpus"]["molecule"]
-    b["device"] = config["device"]
-    return b
 
 
 def schema_markdown() -> str:
