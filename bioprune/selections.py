@@ -16,8 +16,8 @@ import numpy as np
 
 from .errors import BiopruneError
 from .selection_io import mmseqs_representatives, read_selection, write_selection  # noqa: F401 (re-exported)
-from .selection_stream import (DROPPED, CCIPlan, Column, Grouped, StrataPlan, as_column, check_cci, top_by_group,
-                               top_k_stream)
+from .selection_stream import DROPPED, CCIPlan, Column, Grouped, as_column, check_cci, top_by_group, top_k_stream
+from .strata import StrataPlan
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("top_influence", "cci", "random", "random_10x", "grad_norm", "cluster")

@@ -140,6 +140,7 @@ def test_streamed_selection_in_small_blocks_equals_old_selection(monkeypatch):
 
 def test_length_strata_from_counts_equal_numpy_quantiles():
     from bioprune import selection_stream as S
+    from bioprune.strata import StrataPlan
 
     rng = np.random.default_rng(0)
     for trial in range(300):
@@ -147,7 +148,7 @@ def test_length_strata_from_counts_equal_numpy_quantiles():
         lengths = rng.integers(1, int(rng.choice([3, 30, 3000])), n)
         n_strata = int(rng.integers(1, 25))
         want = np.unique(np.quantile(lengths.astype(float), np.arange(1, n_strata) / n_strata))
-        plan = S.StrataPlan.of(S.Column(lengths, "length", block=int(rng.integers(1, 50))), n_strata)
+        plan = StrataPlan.of(S.Column(lengths, "length", block=int(rng.integers(1, 50))), n_strata)
         np.testing.assert_array_equal(plan.inner, want)
         raw = np.searchsorted(want, lengths, side="right")
         assert plan.of_lengths(lengths).tolist() == np.unique(raw, return_inverse=True)[1].tolist()
