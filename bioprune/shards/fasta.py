@@ -18,7 +18,7 @@ from Bio.SeqIO.FastaIO import SimpleFastaParser
 from ..alphabets import (PROTEIN_AMBIGUOUS, PROTEIN_STANDARD, RNA_AMBIGUOUS, RNA_STANDARD, AlphabetError,
                          normalise)
 from ..errors import BiopruneError
-from .ranges import records_before, span_blocks
+from .ranges import record_blocks, records_before, span_blocks
 
 BLOCK = 1 << 22  # bytes read at a time
 SEP = b"\x00"
@@ -87,20 +87,7 @@ def _blocks(path: Path) -> Iterator[bytes]:
     """Byte blocks that each end at a record boundary (the last holds the file's tail)."""
     fh: IO[bytes] = gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
     try:
-        rest = b""
-        while True:
-            chunk = fh.read(BLOCK)
-            if not chunk:
-                break
-            buf = rest + chunk
-            cut = buf.rfind(b"\n>")
-            if cut < 0:
-                rest = buf
-                continue
-            yield buf[: cut + 1]
-            rest = buf[cut + 1:]
-        if rest:
-            yield rest
+        yield from record_blocks(iter(lambda: fh.read(BLOCK), b""))
     finally:
         fh.close()
 

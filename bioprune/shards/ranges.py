@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 READ = 1 << 22  # bytes read at a time
 
@@ -115,23 +115,33 @@ def records_before(path: str | os.PathLike, span: dict | None) -> int:
         return count_headers(fh, first, header_at_or_after(fh, span["start"], first))
 
 
+def record_blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Re-cut byte chunks into blocks that each end at a record boundary (the last holds the tail)."""
+    rest = b""
+    for chunk in chunks:
+        buf = rest + chunk
+        cut = buf.rfind(b"\n>")
+        if cut < 0:
+            rest = buf
+            continue
+        yield buf[: cut + 1]
+        rest = buf[cut + 1:]
+    if rest:
+        yield rest
+
+
 def span_blocks(path: Path, span: dict, block: int) -> Iterator[bytes]:
     """The bytes of the records a span owns, in blocks that each end at a record boundary."""
     with open(path, "rb") as fh:
         begin, stop = span_bounds(fh, span)
         fh.seek(begin)
-        left, rest = stop - begin, b""
-        while left > 0:
-            chunk = fh.read(min(block, left))
-            if not chunk:
-                break
-            left -= len(chunk)
-            buf = rest + chunk
-            cut = buf.rfind(b"\n>")
-            if cut < 0:
-                rest = buf
-                continue
-            yield buf[: cut + 1]
-            rest = buf[cut + 1:]
-        if rest:
-            yield rest
+
+        def reads() -> Iterator[bytes]:
+            left = stop - begin
+            while left > 0:
+                chunk = fh.read(min(block, left))
+                if not chunk:
+                    return
+                left -= len(chunk)
+                yield chunk
+        yield from record_blocks(reads())
