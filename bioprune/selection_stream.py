@@ -172,7 +172,7 @@ class TopCut:
 
 def top_by_group(src: Grouped, ks) -> np.ndarray:
     """The ks[s] highest scores of every group s, ordered by score (ties by position): with one
-    group = selections.top_k(values, k)."""
+    group = the first k of a stable argsort of -values."""
     k = int(np.sum(ks))
     cut = TopCut.of(src, ks)
     idx, val, m = np.empty(k, dtype=np.int64), np.empty(k), 0  # exactly k members, filled in position order
@@ -185,7 +185,7 @@ def top_by_group(src: Grouped, ks) -> np.ndarray:
 
 
 def top_k_stream(col: Column, k: int) -> np.ndarray:
-    """= selections.top_k(values, k): indices of the k largest, by value, ties by position."""
+    """Indices of the k largest, by value, ties by position (= the first k of a stable argsort of -values)."""
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
     if k >= len(col):

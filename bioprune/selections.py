@@ -54,17 +54,8 @@ def budget_size(n: int, budget: float, strategy: str = "") -> int:
 
 def top_k(values: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest values, ordered by value, ties broken by position (= the first k of
-    a stable argsort of -values), by partial selection: O(n) time, not a full sort."""
-    values = np.asarray(values)
-    n = len(values)
-    if k >= n:
-        return np.argsort(-values, kind="stable")
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    thr = np.partition(values, n - k)[n - k]  # the k-th largest value
-    above = np.flatnonzero(values > thr)
-    idx = np.concatenate([above, np.flatnonzero(values == thr)[: k - len(above)]])
-    return idx[np.lexsort((idx, -values[idx]))]
+    a stable argsort of -values), by partial selection (selection_stream.top_k_stream): no full sort."""
+    return top_k_stream(as_column(np.asarray(values), "values"), k)
 
 
 def cci_bin_all(scores: np.ndarray, beta: float, n_bins: int, edge: str = "inclusive",
