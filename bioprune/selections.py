@@ -110,16 +110,30 @@ def select_cci(scores, k: int, beta: float, n_bins: int, seed: int, edge: str = 
     O(k), not O(pool)): set-up passes (drop cut-off, extremes), a histogram pass (bin sizes), then
     per bin j in order the draws rng.choice(size_j, alloc_j) of members by their rank in the bin,
     the same draws as rng.choice(members of bin j, alloc_j) on the in-memory index list."""
+    col = as_column(scores)
+    return _cci_in_groups(Grouped(col), np.array([len(col)]), k, beta, n_bins, edge,
+                          lambda s: np.random.default_rng(seed))
+
+
+def _cci_in_groups(src: Grouped, sizes: np.ndarray, k: int, beta: float, n_bins: int, edge: str,
+                   rng_of) -> np.ndarray:
+    """CCI within groups: drop each group's share of the top beta, bin the rest, split k over the
+    groups in proportion to their sizes (capped by what their bins hold), then over each group's
+    bins (cci_allocation), drawing group s's ranks from rng_of(s). One group = plain CCI."""
     check_cci(beta, edge)
-    src = Grouped(as_column(scores))
-    plan = CCIPlan.of(src, [fraction_count(len(src.col), beta)], n_bins, edge)
-    sizes = plan.sizes(src)
-    if sizes.sum() < k:
-        raise _cci_short(k, int(sizes.sum()), beta)
-    alloc = cci_allocation(sizes, k)
-    rng = np.random.default_rng(seed)
-    draws = {j: rng.choice(int(sizes[j]), size=int(alloc[j]), replace=False) for j in range(n_bins) if alloc[j]}
-    return plan.pick(src, sizes, draws)
+    drop = proportional_split(sizes, fraction_count(int(sizes.sum()), beta))
+    plan = CCIPlan.of(src, drop, n_bins, edge)
+    bins = plan.sizes(src).reshape(len(sizes), n_bins)
+    room = bins.sum(1)
+    if room.sum() < k:
+        raise _cci_short(k, int(room.sum()), beta)
+    draws = {}
+    for s, a in enumerate(proportional_split(sizes, k, room)):
+        if a:
+            rng, per = rng_of(s), cci_allocation(bins[s], int(a))
+            draws.update({s * n_bins + j: rng.choice(int(bins[s, j]), size=int(per[j]), replace=False)
+                          for j in range(n_bins) if per[j]})
+    return plan.pick(src, bins.ravel(), draws)
 
 
 def length_strata(lengths, n_strata: int) -> np.ndarray:
@@ -183,20 +197,7 @@ def select_cci_stratified(src: Grouped, sizes: np.ndarray, k: int, beta: float, 
     """CCI within each stratum: drop what length-stratified Top-I at budget beta would take there, bin
     the rest, and split k over strata in proportion to the pool (capped by what each stratum's bins
     hold; the leftover goes to strata with room). Stratum s draws from default_rng([seed, s])."""
-    check_cci(beta, edge)
-    drop = proportional_split(sizes, fraction_count(int(sizes.sum()), beta))
-    plan = CCIPlan.of(src, drop, n_bins, edge)
-    bins = plan.sizes(src).reshape(len(sizes), n_bins)
-    room = bins.sum(1)
-    if room.sum() < k:
-        raise _cci_short(k, int(room.sum()), beta)
-    draws = {}
-    for s, a in enumerate(proportional_split(sizes, k, room)):
-        if a:
-            rng, per = np.random.default_rng([seed, s]), cci_allocation(bins[s], int(a))
-            draws.update({s * n_bins + j: rng.choice(int(bins[s, j]), size=int(per[j]), replace=False)
-                          for j in range(n_bins) if per[j]})
-    return plan.pick(src, bins.ravel(), draws)
+    return _cci_in_groups(src, sizes, k, beta, n_bins, edge, lambda s: np.random.default_rng([seed, s]))
 
 
 def _stratify_by(opts: dict, key: str) -> bool:
