@@ -27,10 +27,11 @@ from scipy.stats import spearmanr  # noqa: E402
 
 from .errors import BiopruneError  # noqa: E402
 from .h5io import atomic_path, open_h5, read_str  # noqa: E402
-from .selections import budget_size, length_strata, top_k  # noqa: E402
+from .selections import fraction_count, length_strata, top_k  # noqa: E402
 
 log = logging.getLogger(__name__)
-COLUMNS = ["comparison", "statistic", "budget", "stratum", "value"]
+COLUMNS = ["comparison", "statistic", "budget", "stratum", "value", "note"]
+NA = "NA"  # how an undefined statistic is written in stability.csv; its `note` says why
 NO_SOURCE = "other"
 _SEP = re.compile(r"[_|:]")
 # (comparison, statistic, budget or None for any) -> (threshold, "min" = value >= t | "absmax" = |value| <= t)
@@ -44,11 +45,23 @@ THRESHOLDS = {
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rho; NaN when fewer than 3 values or either side is constant."""
+    """Spearman's rho; NaN when fewer than 3 values or either side is constant (see undefined_why)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    if undefined_why(x, y):
         return float("nan")
     return float(spearmanr(x, y).statistic)
+
+
+def undefined_why(x, y, names: tuple[str, str] = ("scores", "scores")) -> str:
+    """Why Spearman(x, y) is undefined ('' when it is defined): fewer than 3 values, or a constant side."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3:
+        return f"{len(x)} sequences (Spearman needs at least 3)"
+    for v, name in ((x, names[0]), (y, names[1])):
+        if np.ptp(v) == 0:
+            extra = " (every sequence cropped to corpus.max_length?)" if name == "lengths" else ""
+            return f"all {len(v)} {name} equal {v[0]:g}{extra}"
+    return ""
 
 
 def jaccard(a, b) -> float:
@@ -73,24 +86,44 @@ def compare_scores(a: dict, b: dict, budgets: list[float], n_strata: int = 10) -
 
     Returns {n, spearman, within_decile_spearman (mean over length deciles with >= 3 members and
     non-constant scores), decile_spearman {"[lo,hi]": rho}, top_k_jaccard {budget: J}}, where the
-    top-k sets take k = budget_size(n, budget) highest scores (ties by position).
+    top-k sets take k = budget_size(n, budget) highest scores (ties by position), and `why`
+    {statistic or "length[lo,hi]" or "top_k_jaccard@budget": reason} for every undefined (NaN) value.
+    Constant lengths give one length stratum (its Spearman is the overall one); a budget under one
+    sequence gives an undefined Jaccard, not an error.
     """
     sa, sb, length = _align(a, b)
     strata = length_strata(length, n_strata)
-    deciles = {}
+    deciles, why = {}, {}
     for s in range(strata.max() + 1):
         m = strata == s
-        deciles[f"[{length[m].min()},{length[m].max()}]"] = spearman(sa[m], sb[m])
+        key = f"[{length[m].min()},{length[m].max()}]"
+        deciles[key] = spearman(sa[m], sb[m])
+        if not np.isfinite(deciles[key]):
+            why[f"length{key}"] = undefined_why(sa[m], sb[m])
     rhos = [v for v in deciles.values() if np.isfinite(v)]
     n = len(sa)
-    jac = {float(beta): jaccard(top_k(sa, budget_size(n, beta)), top_k(sb, budget_size(n, beta))) for beta in budgets}
-    return {"n": n, "spearman": spearman(sa, sb), "within_decile_spearman": float(np.mean(rhos)) if rhos else float("nan"),
-            "decile_spearman": deciles, "top_k_jaccard": jac}
+    jac = {}
+    for beta in budgets:
+        k = fraction_count(n, beta)
+        jac[float(beta)] = jaccard(top_k(sa, k), top_k(sb, k)) if 1 <= k <= n else float("nan")
+        if not 1 <= k <= n:
+            why[f"top_k_jaccard@{float(beta)}"] = f"budget {beta} of {n} sequences is {beta * n:g} (< 1 sequence)"
+    rho = spearman(sa, sb)
+    if not np.isfinite(rho):
+        why["spearman"] = undefined_why(sa, sb)
+    if not rhos:
+        why["within_decile_spearman"] = "no length stratum has 3 sequences with non-constant scores"
+    return {"n": n, "spearman": rho, "within_decile_spearman": float(np.mean(rhos)) if rhos else float("nan"),
+            "decile_spearman": deciles, "top_k_jaccard": jac, "why": why}
 
 
 def length_correlation(scores: dict) -> float:
-    """Spearman(score, length) of one scoring."""
+    """Spearman(score, length) of one scoring (NaN when undefined: length_correlation_why says why)."""
     return spearman(scores["score"], scores["length"])
+
+
+def length_correlation_why(scores: dict) -> str:
+    return undefined_why(scores["score"], scores["length"], ("scores", "lengths"))
 
 
 def source_of(seq_id: str) -> str:
@@ -120,14 +153,16 @@ def composition(selection_ids, pool_ids) -> pd.DataFrame:
 
 
 def comparison_rows(name: str, cmp: dict) -> list[dict]:
-    """Long-format rows of one compare_scores result."""
-    rows = [dict(comparison=name, statistic="spearman", budget="", stratum="", value=cmp["spearman"]),
+    """Long-format rows of one compare_scores result (an undefined value carries its reason in `note`)."""
+    why = cmp.get("why", {})
+    rows = [dict(comparison=name, statistic="spearman", budget="", stratum="", value=cmp["spearman"],
+                 note=why.get("spearman", "")),
             dict(comparison=name, statistic="within_decile_spearman", budget="", stratum="",
-                 value=cmp["within_decile_spearman"])]
-    rows += [dict(comparison=name, statistic="spearman", budget="", stratum=f"length{k}", value=v)
-             for k, v in cmp["decile_spearman"].items()]
-    rows += [dict(comparison=name, statistic="top_k_jaccard", budget=b, stratum="", value=v)
-             for b, v in cmp["top_k_jaccard"].items()]
+                 value=cmp["within_decile_spearman"], note=why.get("within_decile_spearman", ""))]
+    rows += [dict(comparison=name, statistic="spearman", budget="", stratum=f"length{k}", value=v,
+                  note=why.get(f"length{k}", "")) for k, v in cmp["decile_spearman"].items()]
+    rows += [dict(comparison=name, statistic="top_k_jaccard", budget=b, stratum="", value=v,
+                  note=why.get(f"top_k_jaccard@{float(b)}", "")) for b, v in cmp["top_k_jaccard"].items()]
     return rows
 
 
@@ -135,52 +170,72 @@ def composition_rows(name: str, df: pd.DataFrame, budget="") -> list[dict]:
     rows = []
     for r in df.itertuples(index=False):
         rows.append(dict(comparison=f"composition:{name}", statistic="fraction", budget=budget, stratum=r.source,
-                         value=r.frac_selection))
+                         value=r.frac_selection, note=""))
         rows.append(dict(comparison=f"composition:{name}", statistic="count", budget=budget, stratum=r.source,
-                         value=r.n_selection))
+                         value=r.n_selection, note=""))
     return rows
 
 
 def write_stability(out_csv: str, rows: list[dict]) -> pd.DataFrame:
-    """Write rows as CSV with columns comparison, statistic, budget, stratum, value (atomically)."""
+    """Write rows as CSV with columns comparison, statistic, budget, stratum, value, note (atomically).
+
+    An undefined value (NaN) is written as `NA` and must carry its reason in `note`."""
     df = pd.DataFrame(rows, columns=COLUMNS)
+    df["note"] = df["note"].fillna("")
+    undefined = pd.to_numeric(df["value"], errors="coerce").isna()
+    if (undefined & (df["note"] == "")).any():
+        bad = df[undefined & (df["note"] == "")].iloc[0]
+        raise ValueError(f"stability: undefined {bad.comparison} {bad.statistic} {bad.stratum} without a reason")
     with atomic_path(out_csv) as tmp:
-        df.to_csv(tmp, index=False)
+        df.to_csv(tmp, index=False, na_rep=NA)
+    return df
+
+
+def read_stability(csv: str) -> pd.DataFrame:
+    """stability.csv with `value` as float (NA -> NaN) and every other column as text."""
+    df = pd.read_csv(csv, keep_default_na=False, dtype=str)
+    if "note" not in df:
+        df["note"] = ""
+    df["value"] = pd.to_numeric(df["value"].replace(NA, ""), errors="coerce").astype(float)
     return df
 
 
 def acceptance(df: pd.DataFrame) -> pd.DataFrame:
-    """The issue-11 targets found in a stability table: name, value, threshold, kind, passed."""
+    """The issue-11 targets found in a stability table: name, value, threshold, kind, passed, note.
+
+    An undefined value (NaN) has passed = None (neither met nor missed) and its reason in note."""
     out = []
+    notes = df["note"] if "note" in df else pd.Series("", index=df.index)
     for (comp, stat, budget), (t, kind) in THRESHOLDS.items():
         m = (df.comparison == comp) & (df.statistic == stat) & (df.stratum.fillna("").astype(str) == "")
         if budget is not None:
             m &= pd.to_numeric(df.budget, errors="coerce").sub(budget).abs().lt(1e-12)
-        for v in df.loc[m, "value"].astype(float):
-            ok = bool(v >= t) if kind == "min" else bool(abs(v) <= t)
+        values = pd.to_numeric(df.loc[m, "value"], errors="coerce").astype(float)
+        for v, note in zip(values, notes[m].fillna("")):
+            ok = None if not np.isfinite(v) else bool(v >= t) if kind == "min" else bool(abs(v) <= t)
             label = f"{comp} {stat}" + (f" @{budget:g}" if budget is not None else "")
-            out.append(dict(name=label, value=v, threshold=t, kind=kind, passed=ok))
-    return pd.DataFrame(out, columns=["name", "value", "threshold", "kind", "passed"])
+            out.append(dict(name=label, value=v, threshold=t, kind=kind, passed=ok, note=str(note)))
+    return pd.DataFrame(out, columns=["name", "value", "threshold", "kind", "passed", "note"])
 
 
 def plot_stability(csv: str, png: str) -> None:
     """Left: the stability statistics as bars (green = target met) with the targets as dashed lines;
     right: the composition by source of the pool and of each selection (stacked fractions)."""
-    df = pd.read_csv(csv, keep_default_na=False)
-    df["value"] = df["value"].astype(float)
+    df = read_stability(csv)
     acc = acceptance(df)
     comp = df[df.comparison.str.startswith("composition:") & (df.statistic == "fraction")]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [1.2, 1], "wspace": 0.6})
-    colors = ["tab:green" if p else "tab:red" for p in acc.passed]
-    shown = [abs(v) if k == "absmax" else v for v, k in zip(acc.value, acc.kind)]
+    colors = ["lightgrey" if p is None else "tab:green" if p else "tab:red" for p in acc.passed]
+    shown = [0.0 if not np.isfinite(v) else abs(v) if k == "absmax" else v for v, k in zip(acc.value, acc.kind)]
     ax.barh(range(len(acc)), shown, color=colors)
-    for y, (t, k, v) in enumerate(zip(acc.threshold, acc.kind, shown)):
+    for y, (t, k, v, p, note) in enumerate(zip(acc.threshold, acc.kind, shown, acc.passed, acc.note)):
         ax.plot([t, t], [y - 0.45, y + 0.45], color="black", lw=1.5, ls="--")
-        ax.text(max(v, 0) + 0.01, y, f"{v:.2f} (target {'<=' if k == 'absmax' else '>='}{t:g})", fontsize=6,
-                va="center")
+        label = f"NA: {note}" if p is None else f"{v:.2f} (target {'<=' if k == 'absmax' else '>='}{t:g})"
+        ax.text(max(v, 0) + 0.01, y, label, fontsize=6, va="center")
     ax.set_yticks(range(len(acc)), [n.replace("absmax", "") for n in acc.name], fontsize=7)
     ax.set_xlim(min(0.0, min(shown, default=0.0)), 1.35)
     ax.invert_yaxis()
+    ax.set_xlabel("value (Spearman, Jaccard; grey = NA, undefined)")
     ax.set_title("score stability (|Spearman| for length; dashed = target)", fontsize=8)
     names = sorted(set(comp.comparison), key=lambda c: (c != "composition:pool", c))
     sources = sorted(set(comp.stratum))
@@ -217,7 +272,7 @@ def run_stability(primary_scores: str, influence_seed_scores: str, reference_see
     rows = comparison_rows("influence_seed", compare_scores(primary, read_scores(influence_seed_scores), budgets))
     rows += comparison_rows("reference_seed", compare_scores(primary, read_scores(reference_seed_scores), budgets))
     rows.append(dict(comparison="length", statistic="spearman_score_length", budget="", stratum="",
-                     value=length_correlation(primary)))
+                     value=length_correlation(primary), note=length_correlation_why(primary)))
     pool = primary["id"]
     rows += composition_rows("pool", composition(pool, pool))
     for name, path in sorted(selections.items()):
@@ -226,6 +281,9 @@ def run_stability(primary_scores: str, influence_seed_scores: str, reference_see
     df = write_stability(out_csv, rows)
     plot_stability(out_csv, out_png)
     for r in acceptance(df).itertuples():
+        if r.passed is None:
+            log.warning("stability: %s = NA (%s)", r.name, r.note)
+            continue
         log.info("stability: %s = %.3f (target %s%g: %s)", r.name, r.value, ">=" if r.kind == "min" else "|.|<=",
                  r.threshold, "pass" if r.passed else "FAIL")
     return df

@@ -106,7 +106,7 @@ def test_run_stability_writes_csv_figure_and_thresholds(tmp_path):
     df = run_stability(paths["primary"], paths["inf"], paths["ref"], {"top_influence_0.05": str(tmp_path / "sel.h5")},
                        str(out_csv), str(out_png), [0.005, 0.05])
     back = pd.read_csv(out_csv, keep_default_na=False)
-    assert list(back.columns) == ["comparison", "statistic", "budget", "stratum", "value"]
+    assert list(back.columns) == ["comparison", "statistic", "budget", "stratum", "value", "note"]
     assert len(back) == len(df) and out_png.stat().st_size > 1000
     row = lambda c, s: float(back[(back.comparison == c) & (back.statistic == s) & (back.stratum == "")].value.iloc[0])  # noqa: E731
     assert row("influence_seed", "spearman") > 0.99 and row("reference_seed", "spearman") < 0.7
