@@ -28,12 +28,30 @@ def dsub_sequences(shard_paths: list[str], fraction: float, seed: int) -> tuple[
     return ids, seqs
 
 
+def empty_dsub(stage: str, shard_paths: list[str], fraction: float, seed: int) -> BiopruneError:
+    """The error for an empty D_sub: an empty pool (after ingest and the leakage gate), or the
+    reference.subset_fraction that would draw at least one sequence of this pool."""
+    from .hashing import unit_hash
+
+    n, least = 0, 1.0
+    for p in shard_paths:
+        for i, _ in iter_shard(p, batch=65536):
+            n += len(i)
+            least = min([least, *(unit_hash(a, "dsub", seed) for a in i)])
+    if n == 0:
+        return BiopruneError(f"{stage}: the pool is empty after ingest and the leakage gate "
+                             f"({', '.join(shard_paths)}); see shards/ingest.json and leakage/report.csv")
+    return BiopruneError(
+        f"{stage}: D_sub is empty: reference.subset_fraction = {fraction:g} draws none of the {n} pool sequences "
+        f"(reference.seed = {seed}); raise reference.subset_fraction to at least {least + 1e-9:.4g}, or add sequences")
+
+
 def build_reference(shard_paths: list[str], out: str, curves: str, params: dict) -> dict:
     """Train (or fine-tune) the reference model on D_sub and write `out` and its loss curves."""
     molecule = shard_molecule(shard_paths[0])
     ids, seqs = dsub_sequences(shard_paths, params["subset_fraction"], params["seed"])
     if not seqs:
-        raise BiopruneError("reference: D_sub is empty; raise config key reference.subset_fraction")
+        raise empty_dsub("reference", shard_paths, params["subset_fraction"], params["seed"])
     log.info("reference: D_sub holds %d sequences (fraction %.3g, seed %d)", len(seqs),
              params["subset_fraction"], params["seed"])
     cfg = TrainConfig(layers=params["layers"], embed_dim=params["embed_dim"], heads=params["heads"],

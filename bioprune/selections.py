@@ -35,6 +35,16 @@ def fraction_count(n: int, fraction: float) -> int:
     return int(math.floor(Fraction(repr(float(fraction))) * n + Fraction(1, 2)))
 
 
+def least_budget(n: int, strategy: str = "") -> str:
+    """The smallest budget (3 significant digits, as text) that selects at least one of n sequences."""
+    need = 0.5 / n / (10 if strategy == "random_10x" else 1)
+    text = f"{need:.3g}"
+    while fraction_count(n, float(text)) * (10 if strategy == "random_10x" else 1) < 1:
+        need *= 1.001
+        text = f"{need:.3g}"
+    return text
+
+
 def budget_size(n: int, budget: float, strategy: str = "") -> int:
     """k = round-half-up(budget x n) sequences (x10 for random_10x); 0, above 1 or under one sequence is an error."""
     if not 0 < budget <= 1:
@@ -43,7 +53,9 @@ def budget_size(n: int, budget: float, strategy: str = "") -> int:
     if strategy == "random_10x":
         k *= 10
     if k < 1:
-        raise BiopruneError(f"config key selection.budgets: {budget} of a pool of {n} is less than one sequence")
+        raise BiopruneError(f"config key selection.budgets: {budget} of a pool of {n} is less than one sequence"
+                            + (f"; raise it to at least {least_budget(n, strategy)}" if n else
+                               "; the scored pool is empty"))
     if k > n:
         raise BiopruneError(
             f"config key selection.budgets: {strategy or 'budget'} {budget} asks for {k} sequences "

@@ -62,7 +62,9 @@ def fit_diag_fisher(shard_paths: list[str], model_path: str, out_path: str, cfg:
         log.info("curvature: %s done, %d D_sub samples so far (%.1fs)", path, m, time.time() - t0)
     capture.close()
     if m == 0:
-        raise BiopruneError("curvature: D_sub is empty; raise config key reference.subset_fraction")
+        from .reference import empty_dsub
+
+        raise empty_dsub("curvature", shard_paths, cfg.subset_fraction, cfg.subset_seed)
     with atomic_h5(out_path, "curvature", estimator="diag_fisher", n_samples=m, params=names,
                    model_sha256=model_checksum(model), **scoring_attrs(cfg)) as f:
         for n in names:

@@ -43,15 +43,14 @@ def ingest_gather(parts: list[str], out: str, dest: int, n_shards: int) -> None:
     log.info("gather %s: %s", out, gather_shard(parts, out, dest, n_shards))
 
 
-def ingest_summary(parts: list[str], shards: list[str], holdout: str, stats: str) -> None:
-    """Sum the route and gather stats into ingest.json; error when no sequence survived."""
-    from .errors import BiopruneError
-    from .shards import summarise
+def ingest_summary(parts: list[str], shards: list[str], holdout: str, stats: str, params: dict,
+                   files: list[str] | None = None) -> None:
+    """Sum the route and gather stats into ingest.json; stop (writing nothing) when no sequence survived
+    the filters, or none is left for the pool, naming the filter, its config key and the counts."""
+    from .shards import IngestOptions, check_counts, summarise
 
-    s = summarise(parts, shards, holdout, stats)
-    if not s.kept:
-        raise BiopruneError(f"corpus.path: no sequence survived filtering ({s.records} records; {s.dropped_short} "
-                            f"short, {s.dropped_long} long, {s.dropped_ambiguous} with ambiguity codes)")
+    check_counts(summarise(parts, shards, holdout, None), IngestOptions(**params), files)
+    summarise(parts, shards, holdout, stats)
 
 
 def leakage_gate(raw_shards: list[str], eval_files: list[str], out_shards: list[str], excluded: str, report: str,

@@ -54,7 +54,12 @@ rule ingest_gather:
         "../workflow_scripts/ingest_gather.py"
 
 
+# The held-out file waits for every shard's gather, where duplicate ids are checked: a corpus that
+# fails that check leaves no held-out file that looks valid.
 use rule ingest_gather as ingest_holdout with:
+    input:
+        parts=ingest_parts(),
+        shards=gather.shards(f"{R}/ingest/{{scatteritem}}.h5"),
     output:
         f"{R}/shards/holdout.h5",
     log:
@@ -75,5 +80,8 @@ rule ingest_summary:
     localrule: True
     conda:
         "../envs/core.yaml"
+    params:
+        ingest=ingest_params(config),
+        files=CORPUS_FILES,
     script:
         "../workflow_scripts/ingest_summary.py"

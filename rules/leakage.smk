@@ -7,6 +7,8 @@ rule leakage_gate:
     input:
         shards=gather.shards(f"{R}/ingest/{{scatteritem}}.h5"),
         evals=eval_files(),
+        # ingest_summary stops the run when ingest kept nothing (naming the filter): nothing runs on an empty pool
+        ingest=f"{R}/shards/ingest.json",
     output:
         shards=scatter.shards(f"{R}/shards/{{scatteritem}}.h5"),
         excluded=f"{R}/leakage/excluded.txt",

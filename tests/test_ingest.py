@@ -92,7 +92,7 @@ def assert_no_output(tmp_path):
         ("table.csv", b"id,sequence\nx,ACGU\n", "not FASTA"),
         ("bad.fa", b">ok\nACGU\n>r2 second\nACG7U\n", r"record 2 \(id r2\).*outside the rna alphabet"),
         ("dupid.fa", b">x\nACGUACGU\n>y\nGGGG\n>x\nCCCCCCC\n", r"record 3 \(id x\) reuses the id of record 1"),
-        ("short.fa", b">x\nAC\n>y\nGU\n", "no sequence survived"),
+        ("short.fa", b">x\nAC\n>y\nGU\n", "0 of 2 records kept: 2 shorter than corpus.min_length"),
     ],
 )
 def test_bad_input(tmp_path, name, content, match):

@@ -10,10 +10,10 @@ range), dedupe (gather and dedupe one shard, check one id bucket), pipeline (orc
 """
 from .fasta import check_fasta, iter_fasta, read_batches
 from .dedupe import check_ids, gather
-from .pipeline import IngestOptions, IngestStats, expand_inputs, gather_shard, ingest, shard_attrs, summarise
+from .pipeline import IngestOptions, IngestStats, check_counts, expand_inputs, gather_shard, ingest, shard_attrs, summarise
 from .read import SHARD_DATASETS, iter_shard, read_shard, shard_molecule
 from .route import route_file
 
-__all__ = ["SHARD_DATASETS", "IngestOptions", "IngestStats", "check_fasta", "check_ids", "expand_inputs", "gather",
+__all__ = ["SHARD_DATASETS", "IngestOptions", "IngestStats", "check_counts", "check_fasta", "check_ids", "expand_inputs", "gather",
            "gather_shard", "ingest", "iter_fasta", "iter_shard", "read_batches", "read_shard", "route_file",
            "shard_attrs", "shard_molecule", "summarise"]

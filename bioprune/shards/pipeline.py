@@ -100,9 +100,31 @@ def shard_attrs(parts: list[str], n_shards: int, dest: int) -> dict:
 
 
 def gather_shard(parts: list[str], out: str, dest: int, n_shards: int) -> dict:
-    """One gather job: the duplicate-id check of bucket `dest` (shards only), then the shard."""
+    """One gather job: the duplicate-id check of bucket `dest` (shards only), then the shard. Stops,
+    writing nothing, when no record of any part passed the filters (every job names the filter)."""
+    routed, opts, files = _route_totals(parts)
+    if not routed.routed:
+        raise no_survivor(files, opts, routed.records, routed.dropped_short, routed.dropped_long,
+                          routed.dropped_ambiguous)
     check = _gather.check_ids(parts, dest) if dest < n_shards else None
     return _gather.gather(parts, dest, out, shard_attrs(parts, n_shards, dest), check)
+
+
+def _route_totals(parts: list[str]):
+    """(summed RouteStats, IngestOptions, source paths) of the route parts."""
+    from .route import RouteStats
+
+    total, opts, files = RouteStats(), None, []
+    for p in parts:
+        with h5py.File(p, "r", locking=False) as f:
+            route = json.loads(f.attrs["route_stats"])
+            opts = IngestOptions(**json.loads(str(f.attrs["ingest_config"])))
+            path = str(f.attrs.get("source_path", f.attrs["source_file"]))
+        files += [path] if path not in files else []
+        for key, v in route.items():
+            if hasattr(total, key):
+                setattr(total, key, getattr(total, key) + v)
+    return total, opts or IngestOptions(), files
 
 
 def summarise(parts: list[str], shards: list[str], holdout: str, stats_path: str | None = None) -> IngestStats:
@@ -133,11 +155,30 @@ def summarise(parts: list[str], shards: list[str], holdout: str, stats_path: str
     return stats
 
 
-def _no_survivor(files: list[str], opts: IngestOptions, records: int, short: int, long: int, amb: int):
-    return BiopruneError(
-        f"{', '.join(files)}: no sequence survived filtering ({records} records; "
-        f"{short} shorter than corpus.min_length={opts.min_length}, "
-        f"{long} longer than corpus.max_length={opts.max_length}, {amb} dropped for ambiguity codes)")
+def no_survivor(files: list[str], opts: IngestOptions, records: int, short: int, long: int, amb: int) -> BiopruneError:
+    """The error when ingest kept no record: the counts per filter, each with its config key and value."""
+    why = []
+    if short:
+        why.append(f"{short} shorter than corpus.min_length = {opts.min_length}")
+    if long:
+        why.append(f"{long} longer than corpus.max_length = {opts.max_length} "
+                   f"(corpus.length_policy = {opts.length_policy})")
+    if amb:
+        why.append(f"{amb} with ambiguity codes (corpus.ambiguous = {opts.ambiguous})")
+    where = ", ".join(files) if files else "corpus.path"
+    return BiopruneError(f"{where}: 0 of {records} records kept: " + ("; ".join(why) or "the files hold no record"))
+
+
+def check_counts(stats: IngestStats, opts: IngestOptions, files: list[str] | None = None) -> None:
+    """Stop when ingest kept no sequence, or kept some but left the pool empty (all held out)."""
+    if not stats.kept:
+        raise no_survivor(files or [], opts, stats.records, stats.dropped_short, stats.dropped_long,
+                          stats.dropped_ambiguous)
+    if not sum(stats.per_shard):
+        raise BiopruneError(
+            f"corpus.holdout_fraction: all {stats.kept} distinct sequences kept by ingest went to the held-out "
+            f"split (corpus.holdout_fraction = {opts.holdout_fraction}), so the pool is empty; lower "
+            f"corpus.holdout_fraction or add sequences")
 
 
 def ingest(
@@ -166,11 +207,19 @@ def ingest(
         parts = [str(Path(tmp) / part_name(k, span)) for k, _, span in jobs]
         routed = [route_file(f, p, k, n_shards, opts, span) for (k, f, span), p in zip(jobs, parts)]
         if not sum(r.routed for r in routed):
-            raise _no_survivor(files, opts, sum(r.records for r in routed), sum(r.dropped_short for r in routed),
+            raise no_survivor(files, opts, sum(r.records for r in routed), sum(r.dropped_short for r in routed),
                                sum(r.dropped_long for r in routed), sum(r.dropped_ambiguous for r in routed))
         checks = [_gather.check_ids(parts, b) for b in range(n_shards)]
         for dest, out in enumerate([*shard_paths, holdout_path]):
             _gather.gather(parts, dest, out, shard_attrs(parts, n_shards, dest), checks[dest] if dest < n_shards else None)
-        stats = summarise(parts, shard_paths, holdout_path, stats_path)
+        stats = summarise(parts, shard_paths, holdout_path, None)
+        try:
+            check_counts(stats, opts, files)
+        except BiopruneError:
+            for out in [*shard_paths, holdout_path]:
+                Path(out).unlink(missing_ok=True)
+            raise
+        if stats_path:
+            summarise(parts, shard_paths, holdout_path, stats_path)
     log.info("ingest %s: %s", ", ".join(files), json.dumps(stats.__dict__))
     return stats
