@@ -198,7 +198,7 @@ def run_gate(shards: list[str], eval_files: list[str], out_excluded: str, out_re
     max_identity, min_coverage = float(params.get("max_identity", 0.9)), float(params.get("min_coverage", 0.8))
     excluded, rows = leakage_gate(shards, sets, params["molecule"], max_identity, min_coverage,
                                   int(params.get("threads", 1)))
-    pool = pool_size(shards)
+    pool = max((int(r["pool_sequences"]) for r in rows if r["source"] == "all"), default=0)
     if pool and len(excluded) >= pool:
         raise BiopruneError(
             f"leakage gate: every one of the {pool} pool sequences has a near-copy (identity >= leakage.max_identity "
@@ -206,17 +206,6 @@ def run_gate(shards: list[str], eval_files: list[str], out_excluded: str, out_re
             f"{', '.join(sorted(sets))}; nothing would be left to score. Is the corpus the evaluation data itself? "
             "Use another corpus, raise leakage.max_identity, or set leakage.enabled: false")
     write_gate(excluded, rows, out_excluded, out_report)
-
-
-def pool_size(shards: list[str]) -> int:
-    """Sequences in the shards (their n_records attrs)."""
-    import h5py
-
-    n = 0
-    for p in shards:
-        with h5py.File(p, "r", locking=False) as f:
-            n += int(f.attrs["n_records"]) if "n_records" in f.attrs else len(f["id"])
-    return n
 
 
 def count_leaks(train: str | list[str], eval_file: str, molecule: str, max_identity: float = 0.9,

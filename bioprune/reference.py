@@ -43,7 +43,8 @@ def empty_dsub(stage: str, shard_paths: list[str], fraction: float, seed: int) -
                              f"({', '.join(shard_paths)}); see shards/ingest.json and leakage/report.csv")
     return BiopruneError(
         f"{stage}: D_sub is empty: reference.subset_fraction = {fraction:g} draws none of the {n} pool sequences "
-        f"(reference.seed = {seed}); raise reference.subset_fraction to at least {least + 1e-9:.4g}, or add sequences")
+        f"(D_sub drawn with seed {seed}); raise reference.subset_fraction to at least {least + 1e-9:.4g}, or add "
+        "sequences")
 
 
 def build_reference(shard_paths: list[str], out: str, curves: str, params: dict) -> dict:

@@ -84,7 +84,8 @@ def plot_scores(scores_path: str, selections: dict[str, str], hist_path: str, le
     s = np.log10(np.clip(sc["score"], 1e-12, None))
     pos = {i: k for k, i in enumerate(sc["id"])}
     fig, ax = plt.subplots(figsize=(7, 4))
-    bins = np.linspace(s.min(), s.max(), 60)
+    lo, hi = (float(s.min()), float(s.max())) if len(s) else (0.0, 1.0)
+    bins = np.linspace(lo, hi, 60) if hi > lo else np.linspace(lo - 0.5, lo + 0.5, 3)  # all scores tied: one bar
     ax.hist(s, bins=bins, color="lightgray", label=f"pool (n={len(s)})")
     for name, path in sorted(selections.items()):
         idx = [pos[i] for i in read_selection(path) if i in pos]
@@ -96,8 +97,10 @@ def plot_scores(scores_path: str, selections: dict[str, str], hist_path: str, le
     _save(fig, hist_path)
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.hexbin(sc["length"], s, gridsize=40, bins="log", cmap="viridis")
-    rho = sc["attrs"].get("spearman_score_length", float("nan"))
-    ax.set_title(f"Spearman(score, length) = {rho:.3f}")
+    rho = float(sc["attrs"].get("spearman_score_length", float("nan")))
+    why = str(sc["attrs"].get("spearman_score_length_note", "")) or "undefined"
+    ax.set_title(f"Spearman(score, length) = {rho:.3f}" if np.isfinite(rho) else f"Spearman(score, length) = NA\n({why})",
+                 fontsize=10 if np.isfinite(rho) else 7)
     ax.set_xlabel("sequence length")
     ax.set_ylabel("log10 self-influence score")
     _save(fig, length_path)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from .errors import BiopruneError, NumericalError
 from .h5io import STR, atomic_h5, open_h5, read_str
@@ -171,11 +170,16 @@ def merge_scores(paths: list[str], out_path: str, damping: float | None = None,
                         sample[k].append(np.asarray(block[k])[pick])
             at += m
         smp = {k: np.concatenate(v) if v else np.zeros(0) for k, v in sample.items()}
-        rho = float(spearmanr(smp["score"], smp["length"]).statistic) if n > 2 else float("nan")
-        rho_norm = float(spearmanr(smp["score"], smp["grad_sqnorm"]).statistic) if n > 2 else float("nan")
+        from .stability import spearman, undefined_why
+
+        rho, rho_norm = spearman(smp["score"], smp["length"]), spearman(smp["score"], smp["grad_sqnorm"])
+        why = undefined_why(smp["score"], smp["length"], ("scores", "lengths"))  # '' when rho is defined
         out.attrs.update(spearman_score_length=rho, spearman_score_gradnorm=rho_norm, n_subset=n_subset,
-                         spearman_sample_stride=stride)
-    log.info("scores: %d sequences, Spearman(score, length) = %.3f", n, rho)
+                         spearman_sample_stride=stride, spearman_score_length_note=why)
+    if why:
+        log.warning("scores: %d sequences, Spearman(score, length) = NA (%s)", n, why)
+    else:
+        log.info("scores: %d sequences, Spearman(score, length) = %.3f", n, rho)
     return {"n": n, "spearman_score_length": rho, "damping_effective": lam}
 
 

@@ -35,11 +35,12 @@ def fraction_count(n: int, fraction: float) -> int:
     return int(math.floor(Fraction(repr(float(fraction))) * n + Fraction(1, 2)))
 
 
-def least_budget(n: int, strategy: str = "") -> str:
-    """The smallest budget (3 significant digits, as text) that selects at least one of n sequences."""
-    need = 0.5 / n / (10 if strategy == "random_10x" else 1)
+def least_budget(n: int) -> str:
+    """The smallest budget (3 significant digits, as text) that selects at least one of n sequences
+    (round half up: budget x n >= 0.5); random_10x takes ten times the same count."""
+    need = 0.5 / n
     text = f"{need:.3g}"
-    while fraction_count(n, float(text)) * (10 if strategy == "random_10x" else 1) < 1:
+    while fraction_count(n, float(text)) < 1:
         need *= 1.001
         text = f"{need:.3g}"
     return text
@@ -54,7 +55,7 @@ def budget_size(n: int, budget: float, strategy: str = "") -> int:
         k *= 10
     if k < 1:
         raise BiopruneError(f"config key selection.budgets: {budget} of a pool of {n} is less than one sequence"
-                            + (f"; raise it to at least {least_budget(n, strategy)}" if n else
+                            + (f"; raise it to at least {least_budget(n)}" if n else
                                "; the scored pool is empty"))
     if k > n:
         raise BiopruneError(
