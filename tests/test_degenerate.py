@@ -181,3 +181,39 @@ def test_leakage_gate_that_would_remove_the_whole_pool_stops_naming_max_identity
     run_gate([str(extra)], [str(ev)], str(out_ex), str(out_rep),
              {"molecule": "rna", "max_identity": 0.9, "min_coverage": 0.8, "threads": 1})
     assert out_ex.read_text().split() == ["p0", "p1", "p2"]
+
+
+def test_dsub_of_one_and_a_shard_emptied_by_the_leakage_gate_still_score_every_sequence(tmp_path):
+    """The reference trains on one sequence, the Fisher is fitted on it, and a shard the gate left
+    empty gives an empty sketch; the merged scores hold every remaining pool sequence, all finite."""
+    from bioprune.hashing import unit_hash
+    from bioprune.leakage import filter_shards
+    from bioprune.reference import build_reference
+    from bioprune.scores import merge_scores, read_scores
+    from bioprune.shards import read_shard
+    from bioprune.sketches import InfluenceConfig, fit_diag_fisher, sketch_shard
+
+    from helpers import random_rna
+
+    fa = write_fasta(tmp_path / "pool.fa", random_rna(12, seed=5, lo=25, hi=40))
+    shards = [str(tmp_path / f"{i}-of-2.h5") for i in (1, 2)]
+    ingest(str(fa), shards, str(tmp_path / "holdout.h5"), IngestOptions(holdout_fraction=0.001, min_length=5))
+    ids = [i for s in shards for i in read_shard(s)[0]]
+    h = sorted(unit_hash(i, "dsub", 0) for i in ids)
+    frac = (h[0] + h[1]) / 2  # exactly one sequence in D_sub
+    (tmp_path / "ex.txt").write_text("".join(f"{i}\n" for i in read_shard(shards[1])[0] if not in_subset(i, frac, 0)))
+    gated = [str(tmp_path / f"g{i}.h5") for i in (1, 2)]
+    filter_shards(shards, gated, str(tmp_path / "ex.txt"))
+    kept = [i for g in gated for i in read_shard(g)[0]]
+    assert sum(in_subset(i, frac, 0) for i in kept) == 1 and [] in [read_shard(g)[0] for g in gated]
+    params = {"subset_fraction": frac, "seed": 0, "layers": 1, "embed_dim": 8, "heads": 2, "epochs": 1,
+              "batch_size": 4, "lr": 1e-3, "device": "cpu", "checkpoint": None}
+    build_reference(gated, str(tmp_path / "m.pt"), str(tmp_path / "c.h5"), params)
+    cfg = InfluenceConfig(estimator="diag_fisher", params=["lm_head.dense.weight"], subset_fraction=frac,
+                          subset_seed=0, seed=0, batch_size=4)
+    fit_diag_fisher(gated, str(tmp_path / "m.pt"), str(tmp_path / "cv.h5"), cfg)
+    for k, p in enumerate(gated):
+        sketch_shard(p, str(tmp_path / "m.pt"), str(tmp_path / f"s{k}.h5"), cfg, str(tmp_path / "cv.h5"))
+    merge_scores([str(tmp_path / f"s{k}.h5") for k in range(2)], str(tmp_path / "sc.h5"))
+    sc = read_scores(str(tmp_path / "sc.h5"))
+    assert sorted(sc["id"]) == sorted(kept) and np.isfinite(sc["score"]).all() and int(sc["in_subset"].sum()) == 1
