@@ -56,7 +56,7 @@ def undefined_why(x, y, names: tuple[str, str] = ("scores", "scores")) -> str:
     """Why Spearman(x, y) is undefined ('' when it is defined): fewer than 3 values, or a constant side."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     if len(x) < 3:
-        return f"{len(x)} sequences (Spearman needs at least 3)"
+        return f"{len(x)} sequence{'' if len(x) == 1 else 's'} (Spearman needs at least 3)"
     for v, name in ((x, names[0]), (y, names[1])):
         if np.ptp(v) == 0:
             extra = " (every sequence cropped to corpus.max_length?)" if name == "lengths" else ""
