@@ -48,6 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = _add(sub, "config", "print the resolved config (schema defaults <- files <- --set), as the workflow uses it")
     p.add_argument("--out", help="also write it to this file (atomically)")
+    p = sub.add_parser("coreset", help="the coreset only: ingest, leakage gate, reference, scoring (with stability), "
+                       "selection and export, no pretraining or benchmark (runs `snakemake coreset`)",
+                       description="Runs the workflow's `coreset` target in this process's Snakemake "
+                                   "(`snakemake --cores N coreset --configfile FILE ...`): every stage gated and "
+                                   "ordered exactly as in the workflow. Outputs: results/selection/*.{fa,original.fa,"
+                                   "tsv} and results/coreset/summary.md.")
+    p.add_argument("--configfile", "--config", dest="config", nargs="+", metavar="FILE",
+                   help="workflow config YAML file(s), merged in order (default: the bundled demo)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one key (as `snakemake --config`)")
+    p.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cores Snakemake may use (default: all)")
+    p.add_argument("--profile", help="a Snakemake profile folder, e.g. profiles/slurm")
+    p.add_argument("-n", "--dry-run", action="store_true", help="list the jobs, run nothing")
+    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="further Snakemake options after `--`")
     p = _add(sub, "ingest", "stream FASTA file(s) into HDF5 shards and a held-out file (one process)")
     p.add_argument("--fasta", nargs="+", help="input FASTA(.gz) file(s) or glob(s); default corpus.path")
     p.add_argument("--out-dir", required=True)
@@ -161,6 +174,8 @@ def run(args) -> None:
                                budgets=args.select_budget):
             print(json.dumps(row), flush=True)
         return
+    if cmd == "coreset":
+        raise SystemExit(coreset(args))
     cfg = _config(args)
     if cmd == "config":
         text = C.dump_resolved(cfg, args.config, _overrides(args))
@@ -192,6 +207,31 @@ def run(args) -> None:
         S.benchmark(args.model, args.holdout, args.out, C.benchmark_params(cfg), args.strategy, args.budget, args.seed)
     elif cmd == "rnafold":
         S.rnafold(args.out, C.benchmark_params(cfg))
+
+
+def coreset_command(args) -> list[str]:
+    """The Snakemake command line `bioprune coreset` runs (the workflow's `coreset` target)."""
+    from .config import ROOT
+
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", str(args.cores), "coreset"]
+    if args.profile:
+        cmd += ["--profile", args.profile]
+    if args.dry_run:
+        cmd.append("-n")
+    if args.config:
+        cmd += ["--configfile", *args.config]
+    if args.set:
+        cmd += ["--config", *args.set]
+    extra = [a for a in (args.snakemake_args or []) if a != "--"]
+    return cmd + extra
+
+
+def coreset(args) -> int:
+    """Run `snakemake coreset` (same config resolution, same jobs); returns Snakemake's exit status."""
+    import subprocess
+
+    _config(argparse.Namespace(config=args.config, set=args.set))  # config errors: one line, before Snakemake
+    return subprocess.call(coreset_command(args))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,24 +21,34 @@ from bioprune.config import (  # noqa: E402
     influence_params,
     ingest_params,
     ingest_spans,
+    preflight,
     pretrain_params,
     reference_params,
     selection_params,
     resolve_config,
 )
+from bioprune.errors import BiopruneError  # noqa: E402
 from bioprune.gpumem import gpu_mem_mb  # noqa: E402
 from bioprune.shards.ranges import part_name  # noqa: E402
 
 # One resolved config (bioprune.config.resolve_config, the same function the CLI uses): schema
 # defaults <- --configfile(s) in order <- --config overrides; the demo only when no file is named.
 # Used as a module (`module bioprune: ... config: config`), the host's config mapping is the input.
-if len(workflow.modifier_stack) > 1:
-    CONFIG_FILES, CONFIG_OVERRIDES = [], {}
-    _resolved = resolve_config(data=dict(config))
-else:
-    CONFIG_FILES = [str(p) for p in workflow.config_settings.configfiles] or [str(DEMO_CONFIG)]
-    CONFIG_OVERRIDES = dict(workflow.config_settings.config or {})
-    _resolved = resolve_config(CONFIG_FILES, CONFIG_OVERRIDES)
+# A config error, or a check that can be made before the first job (bioprune.config.preflight: corpus
+# files exist, corpus.molecule fits their residues, device: cuda has a GPU), stops here with one line.
+try:
+    if len(workflow.modifier_stack) > 1:
+        CONFIG_FILES, CONFIG_OVERRIDES = [], {}
+        _resolved = resolve_config(data=dict(config))
+    else:
+        CONFIG_FILES = [str(p) for p in workflow.config_settings.configfiles] or [str(DEMO_CONFIG)]
+        CONFIG_OVERRIDES = dict(workflow.config_settings.config or {})
+        _resolved = resolve_config(CONFIG_FILES, CONFIG_OVERRIDES)
+    if workflow.is_main_process:
+        preflight(_resolved, " + ".join(CONFIG_FILES) or "config", local=workflow.local_exec)
+except BiopruneError as _e:
+    print(f"bioprune: error: {_e}", file=sys.stderr)
+    sys.exit(1)
 config.clear()
 config.update(_resolved)
 RESOLVED_YAML = dump_resolved(config, CONFIG_FILES, CONFIG_OVERRIDES)
@@ -219,6 +229,12 @@ def eval_files():
     ]
 
 
+def leakage_eval_files():
+    """What the leakage gate checks the pool against: the configured tasks' evaluation sets of this
+    molecule plus the user's own leakage.eval_sets."""
+    return eval_files() + list(config["leakage"]["eval_sets"])
+
+
 LABELLED_TASKS = [t for t in config["benchmark"]["tasks"] if t in EVAL_FILES and t.split("_")[0] == MOLECULE]
 
 
@@ -270,6 +286,48 @@ def ledger_inputs():
     return files
 
 
+def selection_tables():
+    """(label, TSV) of every selection: each strategy x budget x seed."""
+    return [
+        (f"{s}_{b}_seed{seed}", f"{R}/selection/{s}_{b}_seed{seed}.tsv")
+        for s in STRATEGIES
+        for b in BUDGETS
+        for seed in SEEDS
+    ]
+
+
+def coreset_summary_inputs(wildcards):
+    d = {
+        "ingest": f"{R}/shards/ingest.json",
+        "leakage": f"{R}/leakage/report.csv",
+        "scores": f"{R}/influence/scores.h5",
+        "tables": [t for _, t in selection_tables()],
+    }
+    if STABILITY["enabled"]:
+        d["stability"] = f"{R}/influence/stability.csv"
+    return d
+
+
+def coreset_targets():
+    """What `snakemake coreset` makes: every selection with its exports, the score plots, stability,
+    and the coreset summary; no pretraining or benchmark job."""
+    files = [
+        f"{R}/config.resolved.yaml",
+        f"{R}/shards/ingest.json",
+        f"{R}/leakage/report.csv",
+        f"{R}/influence/scores.h5",
+        f"{R}/plots/score_histogram.png",
+        f"{R}/plots/score_vs_length.png",
+        f"{R}/coreset/summary.md",
+    ]
+    if STABILITY["enabled"]:
+        files += [f"{R}/influence/stability.csv", f"{R}/plots/stability.png"]
+    for _, tsv in selection_tables():
+        stem = tsv[: -len(".tsv")]
+        files += [f"{stem}.h5", f"{stem}.fa", tsv, f"{stem}.original.fa"]
+    return files
+
+
 def all_targets():
     return [
         f"{R}/config.resolved.yaml",
@@ -286,4 +344,5 @@ def all_targets():
         f"{R}/plots/metrics.png",
         f"{R}/plots/pruning_curves.png",
         f"{R}/plots/training_curves.png",
+        f"{R}/coreset/summary.md",
     ]
