@@ -47,8 +47,23 @@ def read_selection_tsv(path: str) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", comment="#")
 
 
+def reference_warning(curves: str | None) -> list[str]:
+    """A warning when the reference model ended no better than the unigram model (reference curves attrs)."""
+    if not curves or not Path(curves).exists():
+        return []
+    import h5py
+
+    with h5py.File(curves, "r", locking=False) as f:
+        final, uni = f.attrs.get("final_loss"), f.attrs.get("unigram_loss")
+    if final is None or uni is None or float(final) < float(uni):
+        return []
+    return [f"the reference model is no better than a unigram model (final training loss {float(final):.3f} >= "
+            f"{float(uni):.3f} from residue frequencies alone): its scores carry little beyond composition"]
+
+
 def write_summary(out: str, ingest_json: str, leakage_csv: str, scores_h5: str, selections: dict[str, str],
-                  stability_csv: str | None = None, warnings: list[str] | None = None) -> str:
+                  stability_csv: str | None = None, warnings: list[str] | None = None,
+                  reference_curves: str | None = None) -> str:
     """Write the coreset report (module doc) to `out` atomically; returns its text. `selections` maps a
     label (strategy_budget_seedN) to the selection's TSV; its FASTA files lie beside it."""
     from .leakage import pool_source
@@ -59,7 +74,7 @@ def write_summary(out: str, ingest_json: str, leakage_csv: str, scores_h5: str, 
     score = np.asarray(sc["score"], dtype=np.float64)
     length = np.asarray(sc["length"], dtype=np.float64)
     rho = float(sc["attrs"].get("spearman_score_length", np.nan))
-    warn = list(warnings or [])
+    warn = list(warnings or []) + reference_warning(reference_curves)
     if np.isfinite(rho) and abs(rho) > LENGTH_RHO_TARGET:
         warn.append(f"the score tracks sequence length: Spearman(score, length) = {rho:.3f}, beyond the target "
                     f"|rho| <= {LENGTH_RHO_TARGET}; a Top-I selection will be biased by length")

@@ -133,7 +133,9 @@ def eval_set_name(path: str) -> str:
     """`resources/rna/type_eval.tsv.gz` -> `rna_type` (the task name); other names: the file name."""
     p = Path(path)
     stem = p.name.split(".")[0]
-    return f"{p.parent.name}_{stem[: -len('_eval')]}" if stem.endswith("_eval") else stem
+    if stem.endswith("_eval") and p.parent.name in ("rna", "protein"):
+        return f"{p.parent.name}_{stem[: -len('_eval')]}"
+    return stem  # a user's own set (leakage.eval_sets): its file name
 
 
 def leakage_gate(pool: list[str], eval_sets: dict[str, str], molecule: str, max_identity: float = 0.9,

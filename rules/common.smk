@@ -211,12 +211,7 @@ def pretrain_selection(wildcards):
     return f"{R}/selection/{wildcards.model_strategy}_{wildcards.budget}_seed{wildcards.seed}.h5"
 
 
-EVAL_FILES = {
-    "rna_ss": "rna/ss_eval.tsv.gz",
-    "rna_type": "rna/type_eval.tsv.gz",
-    "protein_ss": "protein/ss_eval.tsv.gz",
-    "protein_loc": "protein/loc_eval.tsv.gz",
-}
+from bioprune.config.resolve import EVAL_FILES  # noqa: E402  (task -> file under benchmark.resources)
 
 
 def eval_files():
@@ -302,6 +297,7 @@ def coreset_summary_inputs(wildcards):
         "leakage": f"{R}/leakage/report.csv",
         "scores": f"{R}/influence/scores.h5",
         "tables": [t for _, t in selection_tables()],
+        "reference": f"{R}/reference/seed{PRIMARY[0]}/curves.h5",
     }
     if STABILITY["enabled"]:
         d["stability"] = f"{R}/influence/stability.csv"

@@ -247,3 +247,127 @@ def test_gate_with_an_empty_eval_set_stops_naming_the_keys(tmp_path):
     with pytest.raises(BiopruneError, match="no evaluation sequence .*leakage.eval_sets"):
         run_gate([], [str(tmp_path / "empty.tsv")], str(tmp_path / "ex.txt"), str(tmp_path / "r.csv"),
                  {"molecule": "rna"})
+
+
+@pytest.mark.slow
+@pytest.mark.requires_tool("mmseqs")
+def test_user_protein_coreset_end_to_end(tmp_path):
+    """Issue 30's "done when": a user's protein FASTA (sequences longer than max_length) and their own
+    evaluation FASTA; `snakemake --cores 2 coreset` runs no pretraining job, removes the planted
+    near-copies of the evaluation set, and exports records identical to the input records of the chosen ids."""
+    import shutil
+
+    import yaml
+
+    if not shutil.which("mmseqs"):
+        pytest.skip("mmseqs not on PATH")
+    rng = random.Random(7)
+    evals = [(f"E{i}", "".join(rng.choice(AA) for _ in range(90))) for i in range(8)]
+    recs = [(f"U{i:03d} user protein {i}", "".join(rng.choice(AA) for _ in range(rng.randint(40, 160))))
+            for i in range(300)]
+    planted = []
+    for k, (_, e) in enumerate(evals[:4]):  # 97% identical copies of four evaluation sequences
+        s = list(e)
+        for j in (10, 40, 70):
+            s[j] = "W" if s[j] != "W" else "Y"
+        planted.append(f"PLANT{k}")
+        recs.insert(50 * k + 3, (f"PLANT{k} near-copy of E{k}", "".join(s)))
+    write_records(tmp_path / "user.fa", recs)
+    write_records(tmp_path / "my_eval.fa", evals)
+    cfg = {"results": "res", "seeds": [0], "device": "cpu",
+           "corpus": {"path": "user.fa", "molecule": "protein", "max_length": 100, "min_length": 20,
+                      "holdout_fraction": 0.02, "shards": 1},
+           "leakage": {"eval_sets": ["my_eval.fa"]},
+           "reference": {"subset_fraction": 0.3, "layers": 1, "embed_dim": 16, "heads": 2, "epochs": 1, "batch_size": 16},
+           "influence": {"batch_size": 32},
+           "selection": {"budgets": [0.1], "strategies": ["top_influence", "random"]},
+           "stability": {"enabled": False},
+           "benchmark": {"tasks": ["perplexity"]}}
+    (tmp_path / "user.yaml").write_text(yaml.safe_dump(cfg))
+    res = subprocess.run([SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--cores", "2", "coreset", "--configfile",
+                          "user.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert "pretrain" not in _job_counts(out) and not (tmp_path / "res/models").exists()
+    excluded = (tmp_path / "res/leakage/excluded.txt").read_text().split()
+    assert set(planted) <= set(excluded), excluded
+    originals = {h.split()[0]: (h, s) for h, s in recs}
+    cropped = 0
+    for tsv in (tmp_path / "res/selection").glob("*.tsv"):
+        tab = pd.read_csv(tsv, sep="\t", comment="#")
+        assert not set(planted) & set(tab["id"])
+        with open(tsv.with_suffix(".original.fa")) as fh:
+            got = list(SimpleFastaParser(fh))
+        assert sorted(h.split()[0] for h, _ in got) == sorted(tab["id"])
+        assert all(originals[h.split()[0]] == (h, s) for h, s in got)  # identical to the input records
+        order = [h.split()[0] for h, _ in got]
+        assert order == sorted(order, key=lambda i: int(i[1:]) if i.startswith("U") else -1)  # input order
+        cropped += int(tab["cropped"].sum())
+    assert cropped > 0
+    summary = (tmp_path / "res/coreset/summary.md").read_text()
+    assert f"{len(set(excluded))} of " in summary and "my_eval" in summary
+
+
+def test_reference_no_better_than_unigram_warns_in_log_and_summary(tmp_path, caplog):
+    import h5py
+
+    from bioprune.coreset import reference_warning
+    from bioprune.reference import check_against_unigram, unigram_loss
+
+    seqs = ["ACGU" * 10, "AAAACCCC" * 3]
+    p = np.array([22, 22, 10, 10]) / 64  # A, C, G, U
+
+    assert unigram_loss(seqs) == pytest.approx(float(-(p * np.log(p)).sum()))
+    for loss, warns in ((3.5, True), (0.5, False)):
+        curves = tmp_path / f"c{loss}.h5"
+        with h5py.File(curves, "w") as f:
+            f.create_dataset("loss", data=np.full(20, loss))
+        caplog.clear()
+        with caplog.at_level("INFO", logger="bioprune.reference"):
+            check_against_unigram(seqs, str(curves))
+        warned = [r for r in caplog.records if r.levelname == "WARNING" and "unigram" in r.getMessage()]
+        assert bool(warned) == warns
+        assert bool(reference_warning(str(curves))) == warns
+
+
+def test_cli_has_a_subcommand_for_every_workflow_stage():
+    from bioprune.cli import build_parser
+
+    rules = set()
+    for f in (ROOT / "rules").glob("*.smk"):
+        rules |= set(re.findall(r"^(?:rule|use rule \w+ as) (\w+)", f.read_text(), re.M))
+    # glue rules: ingest's scatter/gather parts run in `bioprune ingest`; copies, plots and the report
+    # summary belong to the workflow's bookkeeping
+    glue = {"ingest_route", "ingest_gather", "ingest_holdout", "ingest_summary", "primary_scores", "plot_scores",
+            "plot_results", "versions", "resolved_config", "coreset_summary", "coreset", "all"}
+    sub = next(a for a in build_parser()._actions if a.dest == "cmd")
+    missing = sorted(r for r in rules - glue if r.replace("_", "-") not in sub.choices)
+    assert not missing, missing
+
+
+@pytest.mark.requires_tool("mmseqs")
+def test_cli_leakage_gate_removes_near_copies_of_the_users_eval_set(tmp_path):
+    import shutil
+
+    import yaml
+
+    from bioprune.cli import main
+
+    if not shutil.which("mmseqs"):
+        pytest.skip("mmseqs not on PATH")
+    rng = random.Random(3)
+    evals = [(f"E{i}", "".join(rng.choice(AA) for _ in range(80))) for i in range(3)]
+    recs = [(f"U{i}", "".join(rng.choice(AA) for _ in range(80))) for i in range(40)] + [("PLANT", evals[0][1])]
+    write_records(tmp_path / "pool.fa", recs)
+    write_records(tmp_path / "mine.fa", evals)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"corpus": {"path": str(tmp_path / "pool.fa"), "molecule": "protein"},
+                                                    "leakage": {"eval_sets": [str(tmp_path / "mine.fa")]},
+                                                    "selection": {"budgets": [0.05]}}))
+    shards = [str(tmp_path / "ing/1-of-1.h5")]
+    assert main(["ingest", "--config", str(tmp_path / "c.yaml"), "--out-dir", str(tmp_path / "ing"), "--shards", "1"]) == 0
+    assert main(["leakage-gate", "--config", str(tmp_path / "c.yaml"), "--shards", *shards, "--out-shards",
+                 str(tmp_path / "gated.h5"), "--excluded", str(tmp_path / "ex.txt"), "--report",
+                 str(tmp_path / "r.csv")]) == 0
+    assert (tmp_path / "ex.txt").read_text().split() == ["PLANT"]
+    ids = read_shard(str(tmp_path / "gated.h5"))[0]
+    assert "PLANT" not in ids and len(ids) == len(read_shard(shards[0])[0]) - 1

@@ -239,6 +239,9 @@ def check_semantics(config: dict, source: str = "config") -> None:
 
 # labelled benchmark tasks and the molecule of their evaluation sets (the gate checks each against the pool)
 TASK_MOLECULE = {"rna_ss": "rna", "rna_type": "rna", "protein_ss": "protein", "protein_loc": "protein"}
+# their evaluation files under benchmark.resources (the workflow's eval_files(), the CLI's leakage-gate)
+EVAL_FILES = {"rna_ss": "rna/ss_eval.tsv.gz", "rna_type": "rna/type_eval.tsv.gz",
+              "protein_ss": "protein/ss_eval.tsv.gz", "protein_loc": "protein/loc_eval.tsv.gz"}
 
 
 def check_leakage_sets(config: dict, source: str = "config") -> None:
