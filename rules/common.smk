@@ -29,6 +29,7 @@ from bioprune.config import (  # noqa: E402
 )
 from bioprune.errors import BiopruneError  # noqa: E402
 from bioprune.gpumem import gpu_mem_mb  # noqa: E402
+from bioprune.runtime import corpus_residue_bound  # noqa: E402
 from bioprune.shards.ranges import part_name  # noqa: E402
 
 # One resolved config (bioprune.config.resolve_config, the same function the CLI uses): schema
@@ -63,6 +64,7 @@ MOLECULE = config["corpus"]["molecule"]
 GPU = 0 if config["device"] == "cpu" else 1
 FULL_SEEDS = full_seeds(config)
 CORPUS_FILES = corpus_files(config)
+CORPUS_RESIDUES = corpus_residue_bound(config)  # upper bound of the pool's residues (pretrain runtimes)
 # per input file, the byte ranges of its route jobs (corpus.split_mb; sizes read now, at planning)
 INGEST_SPANS = ingest_spans(config)
 
@@ -93,7 +95,7 @@ JOB_RESOURCES = {
     "stability": (1, 4000, 30),
     "cluster": (4, 16000, 120),
     "select": (1, 4000, 30),
-    "pretrain": (4, 32000, 2880),
+    "pretrain": (4, 32000, None),  # runtime from the FLOPs model: pretrain_runtime()
     "benchmark": (2, 16000, 120),
     "rnafold": (2, 4000, 60),
     "versions": (1, 1000, 10),
@@ -105,6 +107,16 @@ def job_gpu_mem_mb(stage):
     """GPU memory a GPU job declares (bioprune.gpumem: estimate from the config); with
     `--resources gpu=4 gpu_mem_mb=76000` several jobs share one GPU without running out of memory."""
     return gpu_mem_mb(config, stage) if GPU else 0
+
+
+def pretrain_runtime(wildcards, attempt):
+    """Minutes of one pretraining job from the FLOPs model (bioprune.runtime), times the retry attempt:
+    the arm trains on its budget's fraction of the pool (10x for random_10x, all for full)."""
+    from bioprune.runtime import pretrain_runtime_min
+
+    s, b = wildcards.model_strategy, float(wildcards.budget)
+    fraction = 1.0 if s == "full" else min(1.0, b * (10 if s == "random_10x" else 1))
+    return pretrain_runtime_min(config, fraction, CORPUS_RESIDUES) * attempt
 
 
 # pretrain.gpus: N -> each pretraining job asks for N GPUs (torchrun, one node)

@@ -50,3 +50,27 @@ def test_every_gpu_job_goes_to_the_gpu_partition(tmp_path, profile):
     # and no CPU-only job is sent to the GPU partition
     gpu_partitions = {res["slurm_partition"] for _, res in gpu_jobs}
     assert not [r for r, res in jobs if int(res.get("gpu", 0)) == 0 and res.get("slurm_partition") in gpu_partitions]
+
+
+def test_pretrain_runtime_comes_from_the_flops_model(tmp_path):
+    from bioprune.config import resolve_config
+    from bioprune.runtime import MAX_MIN, MIN_MIN, pretrain_runtime_min
+
+    cfg = resolve_config([ROOT / "tests/config/tiny.yaml"], {"device": "auto"})
+    small = pretrain_runtime_min(cfg, 0.05)
+    assert MIN_MIN <= small < MAX_MIN
+    big = resolve_config([ROOT / "tests/config/tiny.yaml"],
+                         {"device": "auto", "pretrain": {"budget": "tokens", "tokens": 10**12, "layers": 12,
+                                                         "embed_dim": 480, "heads": 20}})
+    assert pretrain_runtime_min(big, 1.0) == MAX_MIN
+    mid = resolve_config([ROOT / "tests/config/tiny.yaml"],
+                         {"device": "auto", "pretrain": {"budget": "epochs", "epochs": 10, "layers": 6,
+                                                         "embed_dim": 320, "heads": 20}})
+    r = [pretrain_runtime_min(mid, f, residues=5e8) for f in (0.005, 0.05, 1.0)]
+    assert r[0] <= r[1] < r[2]  # the full pool trains longer than a 5% subset under the epochs budget
+    cpu = dict(mid, device="cpu")
+    assert pretrain_runtime_min(cpu, 0.05, residues=5e8) > r[1]
+    # in a dry run, the declared runtime is this estimate, far below the old flat 2,880 minutes
+    jobs = dry_run_resources("slurm", tmp_path / "r")
+    runtimes = {int(res["runtime"]) for r_, res in jobs if r_ == "pretrain"}
+    assert runtimes and max(runtimes) < MAX_MIN
