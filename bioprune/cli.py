@@ -289,7 +289,10 @@ def coreset(args) -> int:
     """Run `snakemake coreset` (same config resolution, same jobs); returns Snakemake's exit status."""
     import subprocess
 
-    _config(argparse.Namespace(config=args.config, set=args.set))  # config errors: one line, before Snakemake
+    from .config import preflight
+
+    cfg = _config(argparse.Namespace(config=args.config, set=args.set))  # config errors: one line, before Snakemake
+    preflight(cfg, " + ".join(args.config or ["config.yaml"]), local=not args.profile)
     return subprocess.call(coreset_command(args))
 
 

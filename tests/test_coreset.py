@@ -371,3 +371,16 @@ def test_cli_leakage_gate_removes_near_copies_of_the_users_eval_set(tmp_path):
     assert (tmp_path / "ex.txt").read_text().split() == ["PLANT"]
     ids = read_shard(str(tmp_path / "gated.h5"))[0]
     assert "PLANT" not in ids and len(ids) == len(read_shard(shards[0])[0]) - 1
+
+
+def test_bioprune_coreset_stops_before_snakemake_on_a_missing_corpus(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    from bioprune.cli import main
+
+    (tmp_path / "u.yaml").write_text(yaml.safe_dump({"corpus": {"path": "gone.fa", "molecule": "rna"}}))
+    monkeypatch.chdir(tmp_path)
+    assert main(["coreset", "--configfile", "u.yaml", "-n"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["bioprune coreset: error: u.yaml: key corpus.path: gone.fa: file not found"]
+    assert not (tmp_path / ".snakemake").exists()
