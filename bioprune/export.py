@@ -5,7 +5,9 @@ the chosen ids with their scores.
 `<strategy>_<budget>_seed<seed>.original.fa`: for each chosen id, the record as it stands in the corpus
 file(s): full header line (id and description) and the full, unnormalised sequence (not cropped, not
 masked, case kept; written on one line). Records are in INPUT order (corpus.path order, then record order
-in the file), found by id in one streaming pass over the corpus files (memory O(selection)). The id is
+in the file), found by id in one streaming pass over the corpus files (memory O(selection); the pass
+stops at the last chosen record, but each select job makes its own pass: on a very large corpus, this
+export costs one read of the corpus per selection). The id is
 the first id that carried the sequence (exact duplicates are collapsed to it at ingest), so its record
 is the first with that id.
 
@@ -63,6 +65,8 @@ def write_original_records(files: list[str], chosen: list[str], out: str) -> dic
                         seq = "".join(seq.split())
                         found[seq_id] = len(seq) - seq.endswith("*")  # a stop codon is not a residue
                         fh.write(f">{title}\n{seq}\n")
+                        if len(found) == len(want):
+                            break  # every chosen id found: the rest of the corpus is not read
             finally:
                 handle.close()
         missing = [i for i in chosen if i not in found]
