@@ -14,6 +14,7 @@ import os
 import sys
 
 from .errors import BiopruneError
+from .config.resolve import EVAL_FILES
 
 
 def _overrides(args) -> dict:
@@ -48,10 +49,48 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = _add(sub, "config", "print the resolved config (schema defaults <- files <- --set), as the workflow uses it")
     p.add_argument("--out", help="also write it to this file (atomically)")
+    p = sub.add_parser("coreset", help="the coreset only: ingest, leakage gate, reference, scoring (with stability), "
+                       "selection and export, no pretraining or benchmark (runs `snakemake coreset`)",
+                       description="Runs the workflow's `coreset` target in this process's Snakemake "
+                                   "(`snakemake --cores N coreset --configfile FILE ...`): every stage gated and "
+                                   "ordered exactly as in the workflow. Outputs: results/selection/*.{fa,original.fa,"
+                                   "tsv} and results/coreset/summary.md.")
+    p.add_argument("--configfile", "--config", dest="config", nargs="+", metavar="FILE",
+                   help="workflow config YAML file(s), merged in order (default: the bundled demo)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one key (as `snakemake --config`)")
+    p.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cores Snakemake may use (default: all)")
+    p.add_argument("--profile", help="a Snakemake profile folder, e.g. profiles/slurm")
+    p.add_argument("-n", "--dry-run", action="store_true", help="list the jobs, run nothing")
+    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="further Snakemake options after `--`")
     p = _add(sub, "ingest", "stream FASTA file(s) into HDF5 shards and a held-out file (one process)")
     p.add_argument("--fasta", nargs="+", help="input FASTA(.gz) file(s) or glob(s); default corpus.path")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--shards", type=int, help="shard count; default corpus.shards")
+    p = _add(sub, "leakage-gate", "remove pool sequences that near-copy an evaluation sequence (MMseqs2), "
+                                  "as the workflow's leakage_gate: ingest shards in, gated shards out")
+    p.add_argument("--shards", nargs="+", required=True, help="ingest shards (in order)")
+    p.add_argument("--evals", nargs="*", default=None,
+                   help="evaluation sets; default: those of benchmark.tasks for corpus.molecule plus leakage.eval_sets")
+    p.add_argument("--out-shards", nargs="+", required=True, help="gated shards, one per input shard")
+    p.add_argument("--excluded", required=True)
+    p.add_argument("--report", required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p = _add(sub, "probe-split", "homology-aware probe split of one labelled task's evaluation set (MMseqs2)")
+    p.add_argument("--task", required=True, choices=sorted(EVAL_FILES))
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p = _add(sub, "nearest-neighbour", "nearest-neighbour baseline rows on the stored probe splits")
+    p.add_argument("--out", required=True)
+    p = _add(sub, "stability", "compare the primary scores with rescorings under another influence / reference seed")
+    p.add_argument("--primary", required=True)
+    p.add_argument("--influence-seed-scores", required=True)
+    p.add_argument("--reference-seed-scores", required=True)
+    p.add_argument("--selection", nargs="*", default=[], metavar="NAME=H5", help="selections for composition")
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-png", required=True)
+    p = sub.add_parser("ledger", help="compute ledger (wall time and FLOPs per arm) from Snakemake benchmark files")
+    p.add_argument("--benchmarks", nargs="+", required=True, help="benchmark TSVs under <results>/benchmarks")
+    p.add_argument("--out", required=True, help="<results>/benchmark/ledger.csv")
     p = _add(sub, "reference", "train or fine-tune the reference model on D_sub")
     p.add_argument("--shards", nargs="+", required=True)
     p.add_argument("--out", required=True)
@@ -154,6 +193,11 @@ def run(args) -> None:
 
         print(json.dumps(bench_sketch(args)))
         return
+    if cmd == "ledger":
+        from . import stages as S
+
+        S.ledger(args.benchmarks, args.out)
+        return
     if cmd == "bench-scale":
         from .bench_scale import bench_scale
 
@@ -161,6 +205,8 @@ def run(args) -> None:
                                budgets=args.select_budget):
             print(json.dumps(row), flush=True)
         return
+    if cmd == "coreset":
+        raise SystemExit(coreset(args))
     cfg = _config(args)
     if cmd == "config":
         text = C.dump_resolved(cfg, args.config, _overrides(args))
@@ -172,6 +218,33 @@ def run(args) -> None:
         d = args.out_dir.rstrip("/")
         S.ingest(args.fasta or cfg["corpus"]["path"], [f"{d}/{i}-of-{n}.h5" for i in range(1, n + 1)],
                  f"{d}/holdout.h5", f"{d}/ingest.json", C.ingest_params(cfg))
+    elif cmd == "leakage-gate":
+        from pathlib import Path
+
+        from .config.resolve import check_leakage_sets
+
+        if args.evals is None:
+            check_leakage_sets(cfg, "config")
+            mol, res = cfg["corpus"]["molecule"], cfg["benchmark"]["resources"]
+            evals = [str(Path(res) / EVAL_FILES[t]) for t in cfg["benchmark"]["tasks"]
+                     if t in EVAL_FILES and t.startswith(mol + "_")] + list(cfg["leakage"]["eval_sets"])
+        else:
+            evals = args.evals
+        if len(args.out_shards) != len(args.shards):
+            raise BiopruneError(f"--out-shards: {len(args.out_shards)} paths for {len(args.shards)} --shards")
+        S.leakage_gate(args.shards, evals, args.out_shards, args.excluded, args.report, C.leakage_params(cfg),
+                       args.threads, cfg["selection"])
+    elif cmd == "probe-split":
+        from pathlib import Path
+
+        S.probe_split(args.task, str(Path(cfg["benchmark"]["resources"]) / EVAL_FILES[args.task]), args.out,
+                      C.split_params(cfg), args.threads)
+    elif cmd == "nearest-neighbour":
+        S.nearest_neighbour(args.out, C.benchmark_params(cfg))
+    elif cmd == "stability":
+        sels = dict(item.split("=", 1) for item in args.selection)
+        S.stability(args.primary, args.influence_seed_scores, args.reference_seed_scores, sels, args.out_csv,
+                    args.out_png, cfg["selection"]["budgets"])
     elif cmd == "reference":
         S.reference(args.shards, args.out, args.curves, C.reference_params(cfg))
     elif cmd == "curvature":
@@ -185,13 +258,42 @@ def run(args) -> None:
     elif cmd == "select":
         S.select(args.scores, args.shards, args.out, args.fasta, C.selection_params(cfg, args.strategy),
                  args.budget, args.seed, args.representatives,
-                 table=os.path.splitext(args.fasta)[0] + ".tsv")  # ids + scores beside the FASTA
+                 table=os.path.splitext(args.fasta)[0] + ".tsv",  # ids + scores beside the FASTA
+                 export={"files": C.corpus_files(cfg), "ingest": C.ingest_params(cfg)})  # + .original.fa
     elif cmd == "pretrain":
         S.pretrain(args.shards, args.holdout, args.out, args.curves, C.pretrain_params(cfg), args.seed, args.selection)
     elif cmd == "benchmark":
         S.benchmark(args.model, args.holdout, args.out, C.benchmark_params(cfg), args.strategy, args.budget, args.seed)
     elif cmd == "rnafold":
         S.rnafold(args.out, C.benchmark_params(cfg))
+
+
+def coreset_command(args) -> list[str]:
+    """The Snakemake command line `bioprune coreset` runs (the workflow's `coreset` target)."""
+    from .config import ROOT
+
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", str(args.cores), "coreset"]
+    if args.profile:
+        cmd += ["--profile", args.profile]
+    if args.dry_run:
+        cmd.append("-n")
+    if args.config:
+        cmd += ["--configfile", *args.config]
+    if args.set:
+        cmd += ["--config", *args.set]
+    extra = [a for a in (args.snakemake_args or []) if a != "--"]
+    return cmd + extra
+
+
+def coreset(args) -> int:
+    """Run `snakemake coreset` (same config resolution, same jobs); returns Snakemake's exit status."""
+    import subprocess
+
+    from .config import preflight
+
+    cfg = _config(argparse.Namespace(config=args.config, set=args.set))  # config errors: one line, before Snakemake
+    preflight(cfg, " + ".join(args.config or ["config.yaml"]), local=not args.profile)
+    return subprocess.call(coreset_command(args))
 
 
 def main(argv: list[str] | None = None) -> int:

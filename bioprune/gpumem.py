@@ -51,10 +51,11 @@ def _tokens(section: dict, max_length: int) -> tuple[int, int]:
 
 
 def gpu_mem_mb(config: dict, stage: str) -> int:
-    """MB of GPU memory one job of `stage` (reference, pretrain, curvature, sketch) is declared to need."""
+    """MB of GPU memory one job of `stage` (reference, pretrain, benchmark, curvature, sketch) is declared to need;
+    benchmark declares what training the same model would need (an upper bound of its forward passes)."""
     max_length = int(config["corpus"]["max_length"])
-    if stage in ("reference", "pretrain"):
-        sec = config[stage]
+    if stage in ("reference", "pretrain", "benchmark"):  # benchmark: a pretrained model's forward (bounded by training)
+        sec = config["pretrain" if stage == "benchmark" else stage]
         tokens, _ = _tokens(sec, max_length)
         if stage == "pretrain" and int(sec.get("gpus") or 1) > 1:  # each rank holds its share of the batch
             tokens = math.ceil(tokens / int(sec["gpus"]))

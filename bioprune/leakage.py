@@ -133,7 +133,9 @@ def eval_set_name(path: str) -> str:
     """`resources/rna/type_eval.tsv.gz` -> `rna_type` (the task name); other names: the file name."""
     p = Path(path)
     stem = p.name.split(".")[0]
-    return f"{p.parent.name}_{stem[: -len('_eval')]}" if stem.endswith("_eval") else stem
+    if stem.endswith("_eval") and p.parent.name in ("rna", "protein"):
+        return f"{p.parent.name}_{stem[: -len('_eval')]}"
+    return stem  # a user's own set (leakage.eval_sets): its file name
 
 
 def leakage_gate(pool: list[str], eval_sets: dict[str, str], molecule: str, max_identity: float = 0.9,
@@ -193,9 +195,15 @@ def run_gate(shards: list[str], eval_files: list[str], out_excluded: str, out_re
     for f in eval_files:
         name = eval_set_name(f)
         if name in sets:
-            raise BiopruneError(f"{f}: two evaluation sets named {name!r}")
+            raise BiopruneError(f"{f}: two evaluation sets named {name!r} (rename one of the files in leakage.eval_sets)")
         sets[name] = f
     max_identity, min_coverage = float(params.get("max_identity", 0.9)), float(params.get("min_coverage", 0.8))
+    n_eval = sum(len(read_sequences(f)[1]) for f in sets.values())
+    if not n_eval:
+        raise BiopruneError(
+            f"leakage gate: no evaluation sequence to check the pool against ({', '.join(eval_files) or 'no file'}): "
+            "add a benchmark task of corpus.molecule to benchmark.tasks, name your own evaluation files in "
+            "leakage.eval_sets, or set leakage.enabled: false")
     excluded, rows = leakage_gate(shards, sets, params["molecule"], max_identity, min_coverage,
                                   int(params.get("threads", 1)))
     pool = max((int(r["pool_sequences"]) for r in rows if r["source"] == "all"), default=0)

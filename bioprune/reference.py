@@ -72,5 +72,43 @@ def build_reference(shard_paths: list[str], out: str, curves: str, params: dict)
         cfg.epochs = 1
         cfg.lr = min(cfg.lr, 1e-4)
         meta.update(source=str(ckpt), finetuned=True)
-        return train_mlm(seqs, molecule, cfg, out, curves, init_checkpoint=ckpt, meta=meta)
-    return train_mlm(seqs, molecule, cfg, out, curves, meta=meta)
+        res = train_mlm(seqs, molecule, cfg, out, curves, init_checkpoint=ckpt, meta=meta)
+    else:
+        res = train_mlm(seqs, molecule, cfg, out, curves, meta=meta)
+    check_against_unigram(seqs, curves)
+    return res
+
+
+def unigram_loss(seqs: list[str]) -> float:
+    """Cross-entropy (nats per residue) of predicting every masked residue by D_sub's residue frequencies:
+    the loss a model that ignores context reaches."""
+    from collections import Counter
+
+    counts = Counter()
+    for s in seqs:
+        counts.update(s)
+    p = np.array(list(counts.values()), dtype=np.float64)
+    p /= p.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def check_against_unigram(seqs: list[str], curves: str) -> None:
+    """Record the final training loss (mean of the last tenth of the steps) beside the unigram loss in the
+    curves' attrs, and log a WARNING when the reference model is no better than the unigram model:
+    its scores then rank sequences by little more than residue composition."""
+    import h5py
+
+    with h5py.File(curves, "a", locking=False) as f:
+        loss = np.asarray(f["loss"][()], dtype=np.float64) if "loss" in f else np.zeros(0)
+        if not len(loss):
+            return
+        final = float(np.mean(loss[-max(1, len(loss) // 10):]))
+        uni = unigram_loss(seqs)
+        f.attrs["final_loss"], f.attrs["unigram_loss"] = final, uni
+    if final >= uni:
+        log.warning("reference model is no better than a unigram model: final training loss %.3f >= %.3f "
+                    "(residue frequencies of D_sub alone); its influence scores carry little beyond composition. "
+                    "Train longer (reference.epochs), use a larger D_sub (reference.subset_fraction) or a "
+                    "pretrained reference.checkpoint", final, uni)
+    else:
+        log.info("reference model: final training loss %.3f, unigram model %.3f", final, uni)

@@ -178,6 +178,9 @@ def merge_scores(paths: list[str], out_path: str, damping: float | None = None,
                          spearman_sample_stride=stride, spearman_score_length_note=why)
     if why:
         log.warning("scores: %d sequences, Spearman(score, length) = NA (%s)", n, why)
+    elif abs(rho) > 0.3:  # the README's target for a score that does not just track length
+        log.warning("scores: %d sequences, Spearman(score, length) = %.3f: beyond |rho| <= 0.3, the score tracks "
+                    "sequence length (a Top-I selection will be biased by length)", n, rho)
     else:
         log.info("scores: %d sequences, Spearman(score, length) = %.3f", n, rho)
     return {"n": n, "spearman_score_length": rho, "damping_effective": lam}

@@ -53,16 +53,35 @@ def ingest_summary(parts: list[str], shards: list[str], holdout: str, stats: str
     summarise(parts, shards, holdout, stats)
 
 
+def check_budgets(pool: int, selection: dict) -> None:
+    """Every selection.budgets x strategy asks for at least one sequence of a pool of `pool` (and random_10x
+    for no more than the pool): checked after the leakage gate, before any scoring job (budget_size's error)."""
+    from .selections import budget_size
+
+    for b in selection["budgets"]:
+        for strategy in selection["strategies"]:
+            budget_size(pool, float(b), strategy)
+
+
 def leakage_gate(raw_shards: list[str], eval_files: list[str], out_shards: list[str], excluded: str, report: str,
-                 params: dict, threads: int = 1) -> None:
-    """Drop pool sequences that near-copy an evaluation sequence; params = leakage_params(config)."""
-    from .leakage import filter_shards, run_gate, write_gate
+                 params: dict, threads: int = 1, selection: dict | None = None) -> None:
+    """Drop pool sequences that near-copy an evaluation sequence; params = leakage_params(config).
+    `selection` (the config's selection section): stop when a budget is under one sequence of the gated pool."""
+    import h5py
+
+    from .leakage import filter_shards, read_excluded, run_gate, write_gate
 
     if params["enabled"]:
         run_gate(raw_shards, eval_files, excluded, report, {**params, "threads": threads})
     else:
         write_gate(set(), [], excluded, report)
         log.warning("leakage gate disabled (leakage.enabled: false): evaluation near-copies stay in the pool")
+    if selection:
+        n = 0
+        for p in raw_shards:
+            with h5py.File(p, "r", locking=False) as f:
+                n += int(f["id"].shape[0])
+        check_budgets(n - len(read_excluded(excluded)), selection)
     filter_shards(raw_shards, out_shards, excluded)
 
 
@@ -144,11 +163,13 @@ def cluster(shards: list[str], out: str, params: dict, threads: int = 1) -> None
 
 
 def select(scores_path: str, shards: list[str], out: str, fasta: str, params: dict, budget: float, seed: int,
-           representatives: str | None = None, table: str | None = None) -> None:
+           representatives: str | None = None, table: str | None = None, export: dict | None = None) -> None:
     """Select on the scores' numeric columns read block by block (ids only for `cluster`), then write
     the selection and its FASTA streaming from the shards: memory O(k) for Top-I, GraNd and CCI
     (O(pool) with length strata, random_10x or cluster), no Python object per sequence.
-    `table` (ids + scores for the user's own trainer) reads the whole scores file, ids included."""
+    `table` (ids + scores for the user's own trainer) reads the whole scores file, ids included.
+    `export` = {"files": corpus files, "ingest": ingest_params}: also write the user's original records of
+    the chosen ids beside the FASTA (`.original.fa`, bioprune.export) and their lengths into the table."""
     from .scores import read_scores
     from .selection_io import score_columns, write_selection_streaming
     from .selections import select_indices
@@ -167,11 +188,17 @@ def select(scores_path: str, shards: list[str], out: str, fasta: str, params: di
              "scores": scores_path, "reference_seed": int(sc_attrs.get("subset_seed", -1)),
              "parameters": json.dumps(params, sort_keys=True)}
     write_selection_streaming(out, fasta, scores_path, shards, idx, **attrs)
-    if table:  # ids + scores for the user's own trainer (bioprune.export)
-        from .export import write_selection_table
+    if table:  # ids + scores (+ the original records) for the user's own trainer (bioprune.export)
+        from .export import original_fasta_path, write_original_records, write_selection_table
         from .selections import read_selection
 
-        write_selection_table(table, read_selection(out), sc if strategy == "cluster" else read_scores(scores_path))
+        chosen = read_selection(out)
+        original, lengths = None, None
+        if export and export.get("files"):
+            original = original_fasta_path(fasta)
+            lengths = write_original_records(export["files"], chosen, original)
+        write_selection_table(table, chosen, sc if strategy == "cluster" else read_scores(scores_path), lengths,
+                              (export or {}).get("ingest"), original)
     log.info("select %s budget %g seed %d: %d of %d sequences", strategy, budget, seed, len(idx), n)
 
 

@@ -23,6 +23,7 @@ rule benchmark:
         mem_mb=job_mem_mb("benchmark"),
         runtime=job_runtime("benchmark"),
         gpu=GPU,
+        gpu_mem_mb=job_gpu_mem_mb("benchmark"),
     params:
         benchmark=benchmark_params(config),
     script:

@@ -21,24 +21,35 @@ from bioprune.config import (  # noqa: E402
     influence_params,
     ingest_params,
     ingest_spans,
+    preflight,
     pretrain_params,
     reference_params,
     selection_params,
     resolve_config,
 )
+from bioprune.errors import BiopruneError  # noqa: E402
 from bioprune.gpumem import gpu_mem_mb  # noqa: E402
+from bioprune.runtime import corpus_residue_bound  # noqa: E402
 from bioprune.shards.ranges import part_name  # noqa: E402
 
 # One resolved config (bioprune.config.resolve_config, the same function the CLI uses): schema
 # defaults <- --configfile(s) in order <- --config overrides; the demo only when no file is named.
 # Used as a module (`module bioprune: ... config: config`), the host's config mapping is the input.
-if len(workflow.modifier_stack) > 1:
-    CONFIG_FILES, CONFIG_OVERRIDES = [], {}
-    _resolved = resolve_config(data=dict(config))
-else:
-    CONFIG_FILES = [str(p) for p in workflow.config_settings.configfiles] or [str(DEMO_CONFIG)]
-    CONFIG_OVERRIDES = dict(workflow.config_settings.config or {})
-    _resolved = resolve_config(CONFIG_FILES, CONFIG_OVERRIDES)
+# A config error, or a check that can be made before the first job (bioprune.config.preflight: corpus
+# files exist, corpus.molecule fits their residues, device: cuda has a GPU), stops here with one line.
+try:
+    if len(workflow.modifier_stack) > 1:
+        CONFIG_FILES, CONFIG_OVERRIDES = [], {}
+        _resolved = resolve_config(data=dict(config))
+    else:
+        CONFIG_FILES = [str(p) for p in workflow.config_settings.configfiles] or [str(DEMO_CONFIG)]
+        CONFIG_OVERRIDES = dict(workflow.config_settings.config or {})
+        _resolved = resolve_config(CONFIG_FILES, CONFIG_OVERRIDES)
+    if workflow.is_main_process:
+        preflight(_resolved, " + ".join(CONFIG_FILES) or "config", local=workflow.local_exec)
+except BiopruneError as _e:
+    print(f"bioprune: error: {_e}", file=sys.stderr)
+    sys.exit(1)
 config.clear()
 config.update(_resolved)
 RESOLVED_YAML = dump_resolved(config, CONFIG_FILES, CONFIG_OVERRIDES)
@@ -53,6 +64,7 @@ MOLECULE = config["corpus"]["molecule"]
 GPU = 0 if config["device"] == "cpu" else 1
 FULL_SEEDS = full_seeds(config)
 CORPUS_FILES = corpus_files(config)
+CORPUS_RESIDUES = corpus_residue_bound(config)  # upper bound of the pool's residues (pretrain runtimes)
 # per input file, the byte ranges of its route jobs (corpus.split_mb; sizes read now, at planning)
 INGEST_SPANS = ingest_spans(config)
 
@@ -83,7 +95,7 @@ JOB_RESOURCES = {
     "stability": (1, 4000, 30),
     "cluster": (4, 16000, 120),
     "select": (1, 4000, 30),
-    "pretrain": (4, 32000, 2880),
+    "pretrain": (4, 32000, None),  # runtime from the FLOPs model: pretrain_runtime()
     "benchmark": (2, 16000, 120),
     "rnafold": (2, 4000, 60),
     "versions": (1, 1000, 10),
@@ -95,6 +107,16 @@ def job_gpu_mem_mb(stage):
     """GPU memory a GPU job declares (bioprune.gpumem: estimate from the config); with
     `--resources gpu=4 gpu_mem_mb=76000` several jobs share one GPU without running out of memory."""
     return gpu_mem_mb(config, stage) if GPU else 0
+
+
+def pretrain_runtime(wildcards, attempt):
+    """Minutes of one pretraining job from the FLOPs model (bioprune.runtime), times the retry attempt:
+    the arm trains on its budget's fraction of the pool (10x for random_10x, all for full)."""
+    from bioprune.runtime import pretrain_runtime_min
+
+    s, b = wildcards.model_strategy, float(wildcards.budget)
+    fraction = 1.0 if s == "full" else min(1.0, b * (10 if s == "random_10x" else 1))
+    return pretrain_runtime_min(config, fraction, CORPUS_RESIDUES) * attempt
 
 
 # pretrain.gpus: N -> each pretraining job asks for N GPUs (torchrun, one node)
@@ -201,12 +223,7 @@ def pretrain_selection(wildcards):
     return f"{R}/selection/{wildcards.model_strategy}_{wildcards.budget}_seed{wildcards.seed}.h5"
 
 
-EVAL_FILES = {
-    "rna_ss": "rna/ss_eval.tsv.gz",
-    "rna_type": "rna/type_eval.tsv.gz",
-    "protein_ss": "protein/ss_eval.tsv.gz",
-    "protein_loc": "protein/loc_eval.tsv.gz",
-}
+from bioprune.config.resolve import EVAL_FILES  # noqa: E402  (task -> file under benchmark.resources)
 
 
 def eval_files():
@@ -217,6 +234,12 @@ def eval_files():
         for t in config["benchmark"]["tasks"]
         if t in EVAL_FILES and t.split("_")[0] == MOLECULE
     ]
+
+
+def leakage_eval_files():
+    """What the leakage gate checks the pool against: the configured tasks' evaluation sets of this
+    molecule plus the user's own leakage.eval_sets."""
+    return eval_files() + list(config["leakage"]["eval_sets"])
 
 
 LABELLED_TASKS = [t for t in config["benchmark"]["tasks"] if t in EVAL_FILES and t.split("_")[0] == MOLECULE]
@@ -270,6 +293,49 @@ def ledger_inputs():
     return files
 
 
+def selection_tables():
+    """(label, TSV) of every selection: each strategy x budget x seed."""
+    return [
+        (f"{s}_{b}_seed{seed}", f"{R}/selection/{s}_{b}_seed{seed}.tsv")
+        for s in STRATEGIES
+        for b in BUDGETS
+        for seed in SEEDS
+    ]
+
+
+def coreset_summary_inputs(wildcards):
+    d = {
+        "ingest": f"{R}/shards/ingest.json",
+        "leakage": f"{R}/leakage/report.csv",
+        "scores": f"{R}/influence/scores.h5",
+        "tables": [t for _, t in selection_tables()],
+        "reference": f"{R}/reference/seed{PRIMARY[0]}/curves.h5",
+    }
+    if STABILITY["enabled"]:
+        d["stability"] = f"{R}/influence/stability.csv"
+    return d
+
+
+def coreset_targets():
+    """What `snakemake coreset` makes: every selection with its exports, the score plots, stability,
+    and the coreset summary; no pretraining or benchmark job."""
+    files = [
+        f"{R}/config.resolved.yaml",
+        f"{R}/shards/ingest.json",
+        f"{R}/leakage/report.csv",
+        f"{R}/influence/scores.h5",
+        f"{R}/plots/score_histogram.png",
+        f"{R}/plots/score_vs_length.png",
+        f"{R}/coreset/summary.md",
+    ]
+    if STABILITY["enabled"]:
+        files += [f"{R}/influence/stability.csv", f"{R}/plots/stability.png"]
+    for _, tsv in selection_tables():
+        stem = tsv[: -len(".tsv")]
+        files += [f"{stem}.h5", f"{stem}.fa", tsv, f"{stem}.original.fa"]
+    return files
+
+
 def all_targets():
     return [
         f"{R}/config.resolved.yaml",
@@ -286,4 +352,5 @@ def all_targets():
         f"{R}/plots/metrics.png",
         f"{R}/plots/pruning_curves.png",
         f"{R}/plots/training_curves.png",
+        f"{R}/coreset/summary.md",
     ]

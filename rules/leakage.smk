@@ -6,7 +6,7 @@
 rule leakage_gate:
     input:
         shards=gather.shards(f"{R}/ingest/{{scatteritem}}.h5"),
-        evals=eval_files(),
+        evals=leakage_eval_files(),
         # ingest_summary stops the run when ingest kept nothing (naming the filter): nothing runs on an empty pool
         ingest=f"{R}/shards/ingest.json",
     output:

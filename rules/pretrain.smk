@@ -15,7 +15,7 @@ rule pretrain:
     threads: job_threads("pretrain")
     resources:
         mem_mb=job_mem_mb("pretrain"),
-        runtime=job_runtime("pretrain"),
+        runtime=pretrain_runtime,
         gpu=PRETRAIN_GPUS,
         gpu_mem_mb=job_gpu_mem_mb("pretrain"),
     params:

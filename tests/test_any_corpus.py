@@ -38,6 +38,9 @@ EXAMPLES = int(os.environ.get("BIOPRUNE_ANY_CORPUS_EXAMPLES", "4"))
 pytestmark = [pytest.mark.slow, pytest.mark.requires_tool("mmseqs")]  # the default DAG gates leakage
 
 
+EVAL_SET = {"rna": "rna/type_eval.tsv.gz", "protein": "protein/loc_eval.tsv.gz"}
+
+
 def tiny_config(corpus: Path, molecule: str, shards: int = 1) -> dict:
     """The default DAG, shrunk: one seed, one budget, three strategies (Top-I, CCI, random_10x) plus
     the full pool, stability on, the leakage gate on, held-out perplexity as the benchmark."""
@@ -53,6 +56,8 @@ def tiny_config(corpus: Path, molecule: str, shards: int = 1) -> dict:
         "pretrain": {"layers": 1, "embed_dim": 16, "heads": 2, "budget": "steps", "steps": 2, "batch_size": 8,
                      "save_every": 0, "full_seeds": 1},
         "benchmark": {"tasks": ["perplexity"], "max_eval": 20, "rnafold": False},
+        # the gate needs an evaluation set of the molecule (issue 30): a shipped one, named as the user's own
+        "leakage": {"eval_sets": [str(ROOT / "resources" / EVAL_SET[molecule])]},
     }
 
 

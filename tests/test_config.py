@@ -139,6 +139,8 @@ def test_missing_corpus_path_stops_cli_and_snakemake(tmp_path):
 def test_one_yaml_one_resolved_config_in_snakemake_and_cli(tmp_path):
     """The same YAML + overrides resolve identically through Snakemake and `bioprune config`."""
     (tmp_path / "u.yaml").write_text(yaml.safe_dump(USER))
+    (tmp_path / "tests").mkdir()  # corpus.path must exist (checked before the first job)
+    (tmp_path / "tests/data").symlink_to(ROOT / "tests/data")
     smk = subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--configfile", "u.yaml",
                           "--config", "seeds=[0,2]", "reference={lr: 0.004}", "--cores", "1",
                           "results_user/config.resolved.yaml"], cwd=tmp_path, capture_output=True, text=True)

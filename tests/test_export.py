@@ -27,7 +27,7 @@ def test_selection_tsv_lists_fasta_ids_with_their_scores_and_pool_ranks(tmp_path
         f.create_dataset("in_subset", data=np.arange(len(ids)) % 3 == 0)
     stages.select(str(tmp_path / "scores.h5"), shards, str(tmp_path / "s.h5"), str(tmp_path / "s.fa"),
                   {"strategy": "top_influence"}, 0.1, 0, table=str(tmp_path / "s.tsv"))
-    tab = pd.read_csv(tmp_path / "s.tsv", sep="\t")
+    tab = pd.read_csv(tmp_path / "s.tsv", sep="\t", comment="#")
     fasta_ids = [line[1:].strip() for line in open(tmp_path / "s.fa") if line.startswith(">")]
     assert tuple(tab.columns) == COLUMNS and tab["id"].tolist() == fasta_ids and len(tab) == 6
     k = [ids.index(i) for i in tab["id"]]

@@ -13,6 +13,7 @@ from .params import (
     benchmark_params, corpus_files, full_seeds, influence_params, ingest_params, ingest_spans,
     leakage_params, pretrain_params, reference_params, selection_params, split_params,
 )
+from .preflight import check_corpus, check_device, preflight
 from .resolve import (
     DEMO_CONFIG, DEMO_PATH_KEYS, PAPER_INFLUENCE, ROOT, SCHEMA, apply_paper_mode, check_semantics,
     coerce, deep_merge, dump_resolved, load_config, parse_override, read_yaml, resolve_config,
@@ -20,6 +21,7 @@ from .resolve import (
 )
 
 __all__ = [
+    "check_corpus", "check_device", "preflight",
     "DEMO_CONFIG", "DEMO_PATH_KEYS", "PAPER_INFLUENCE", "ROOT", "SCHEMA", "apply_paper_mode",
     "benchmark_params", "check_semantics", "coerce", "corpus_files", "deep_merge", "dump_resolved",
     "full_seeds", "influence_params", "ingest_params", "ingest_spans", "leakage_params",

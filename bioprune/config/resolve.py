@@ -156,6 +156,24 @@ def dump_resolved(config: dict, files: list[str] | None = None, overrides: dict 
     return "\n".join(head) + "\n" + yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
 
 
+def unknown_key_message(config: dict, schema: dict, path: list) -> str:
+    """`unknown config key corpus.max_lenght (did you mean corpus.max_length?)` for the first key at `path`
+    that the schema does not know."""
+    import difflib
+
+    node, sch = config, schema
+    for p in path:
+        node = node[p]
+        sch = sch.get("properties", {}).get(p, {})
+    known = list(sch.get("properties", {}))
+    prefix = "".join(f"{p}." for p in path)
+    bad = [k for k in node if k not in known]
+    k = bad[0] if bad else "?"
+    near = difflib.get_close_matches(str(k), known, n=1, cutoff=0.6)
+    hint = f" (did you mean {prefix}{near[0]}?)" if near else f" (known keys: {', '.join(known)})"
+    return f"unknown config key {prefix}{k}{hint}"
+
+
 def validate_config(config: dict, source: str = "config") -> dict:
     """Validate in place with defaults; a wrong key or type raises BiopruneError naming the key."""
     import jsonschema
@@ -169,6 +187,8 @@ def validate_config(config: dict, source: str = "config") -> dict:
             missing = error.message.split("'")[1] if "'" in error.message else ""
             key = ".".join(x for x in (key, missing) if x)
             raise BiopruneError(f"{source}: missing required config key {key} ({error.message})")
+        if error.validator == "additionalProperties":  # an unknown key: name it, with the nearest known one
+            raise BiopruneError(f"{source}: {unknown_key_message(config, schema, list(error.absolute_path))}")
         raise BiopruneError(f"{source}: invalid config: key {key or '(top level)'}: {error.message}")
     validate(config, str(SCHEMA), set_default=True)  # fills in the schema's defaults
     check_semantics(config, source)
@@ -215,6 +235,31 @@ def check_semantics(config: dict, source: str = "config") -> None:
         c = config[sec]
         if c["embed_dim"] % c["heads"]:
             raise BiopruneError(f"{source}: key {sec}.embed_dim ({c['embed_dim']}) must be divisible by {sec}.heads ({c['heads']})")
+
+
+# labelled benchmark tasks and the molecule of their evaluation sets (the gate checks each against the pool)
+TASK_MOLECULE = {"rna_ss": "rna", "rna_type": "rna", "protein_ss": "protein", "protein_loc": "protein"}
+# their evaluation files under benchmark.resources (the workflow's eval_files(), the CLI's leakage-gate)
+EVAL_FILES = {"rna_ss": "rna/ss_eval.tsv.gz", "rna_type": "rna/type_eval.tsv.gz",
+              "protein_ss": "protein/ss_eval.tsv.gz", "protein_loc": "protein/loc_eval.tsv.gz"}
+
+
+def check_leakage_sets(config: dict, source: str = "config") -> None:
+    """With the gate on, it must have something to check: an evaluation set of a benchmark task of the
+    corpus's molecule, or a file in leakage.eval_sets (each of which must exist)."""
+    leak = config["leakage"]
+    for f in leak["eval_sets"]:
+        if not Path(f).is_file():
+            raise BiopruneError(f"{source}: key leakage.eval_sets: {f}: file not found")
+    if not leak["enabled"]:
+        return
+    mol = config["corpus"]["molecule"]
+    if not leak["eval_sets"] and not any(TASK_MOLECULE.get(t) == mol for t in config["benchmark"]["tasks"]):
+        raise BiopruneError(
+            f"{source}: the leakage gate would check the {mol} corpus against no evaluation sequence: "
+            f"benchmark.tasks ({', '.join(config['benchmark']['tasks']) or 'none'}) has no {mol} task; add one "
+            f"({', '.join(t for t, m in TASK_MOLECULE.items() if m == mol)}), name your own evaluation files in "
+            "leakage.eval_sets, or set leakage.enabled: false")
 
 
 def load_config(path: str | None = None, overrides: dict | None = None) -> dict:
