@@ -139,7 +139,12 @@ def test_write_ledger_flops_from_checkpoints_curves_and_sketches(tmp_path):
     with h5py.File(res / "sketches/ref0_inf0/1-of-1.h5", "w") as f:
         f.create_dataset("length", data=np.array([10, 20, 30]))
         f.attrs["mask_draws"] = 2
-    tsvs = [bench("reference/seed0", 10), bench("sketch/ref0_inf0/1-of-1", 5), bench("scores/ref0_inf0", 1),
+    (res / "curvature").mkdir()
+    with h5py.File(res / "curvature/ref0_inf0.h5", "w") as f:  # D_sub of 4 samples, 3 mask draws each
+        f.attrs["n_samples"] = 4
+        f.attrs["mask_draws"] = 3
+    tsvs = [bench("reference/seed0", 10), bench("curvature/ref0_inf0", 4), bench("sketch/ref0_inf0/1-of-1", 5),
+            bench("scores/ref0_inf0", 1),
             bench("select/top_influence_0.01_seed0", 1), bench("pretrain/top_influence_0.01_seed0", 3),
             bench("benchmark/top_influence_0.01_seed0", 2), bench("pretrain/full_1_seed0", 30)]
     out = tmp_path / "ledger.csv"
@@ -147,7 +152,9 @@ def test_write_ledger_flops_from_checkpoints_curves_and_sketches(tmp_path):
     assert n_arm > n_ref > 0
     top = led.loc["top_influence"]
     assert top.pretrain_flops == pytest.approx(6 * n_arm * 500)
-    assert top.scoring_flops == pytest.approx(6 * n_ref * 1000 + 6 * n_ref * (66 * 2))
+    # reference training + sketch (66 tokens x 2 draws) + curvature (4 samples x the pool's mean 22 tokens x 3 draws)
+    assert top.scoring_flops == pytest.approx(6 * n_ref * 1000 + 6 * n_ref * (66 * 2) + 6 * n_ref * (4 * 22 * 3))
     assert top.pretrain_flops_vs_full == pytest.approx(500 / 20000)
-    assert top.total_s == 10 + 5 + 1 + 1 + 3 + 2
+    assert top.total_flops_vs_full == pytest.approx((top.pretrain_flops + top.scoring_flops) / (6 * n_arm * 20000))
+    assert top.total_s == 10 + 4 + 5 + 1 + 1 + 3 + 2
     assert led.loc["full"].scoring_flops == 0 and out.read_text().startswith("strategy,budget,seed")
