@@ -109,6 +109,9 @@ def test_ledger_charges_shared_scoring_to_influence_arms(tmp_path):
     assert led.loc["top_influence", "scoring_flops"] == 1e12 and led.loc["random", "pretrain_flops"] == 3e12
     with pytest.raises(BiopruneError, match="nope.tsv: benchmark file not found"):
         ledger({"reference": str(tmp_path / "nope.tsv")})
+    (tmp_path / "other.tsv").write_text("seconds\tmax_rss\n1\t2\n")
+    with pytest.raises(BiopruneError, match="other.tsv: missing column s"):
+        ledger({"reference": str(tmp_path / "other.tsv")})
 
 
 def test_write_ledger_flops_from_checkpoints_curves_and_sketches(tmp_path):
@@ -136,15 +139,18 @@ def test_write_ledger_flops_from_checkpoints_curves_and_sketches(tmp_path):
     n_arm = run(res / "models/top_influence_0.01_seed0", 2, 500)
     run(res / "models/full_1_seed0", 2, 20000)
     (res / "sketches/ref0_inf0").mkdir(parents=True)
-    with h5py.File(res / "sketches/ref0_inf0/1-of-1.h5", "w") as f:
-        f.create_dataset("length", data=np.array([10, 20, 30]))
+    with h5py.File(res / "sketches/ref0_inf0/1-of-2.h5", "w") as f:
+        f.create_dataset("length", data=np.array([10, 20]))
+        f.attrs["mask_draws"] = 2
+    with h5py.File(res / "sketches/ref0_inf0/2-of-2.h5", "w") as f:  # a second shard adds its own tokens
+        f.create_dataset("length", data=np.array([30]))
         f.attrs["mask_draws"] = 2
     (res / "curvature").mkdir()
     with h5py.File(res / "curvature/ref0_inf0.h5", "w") as f:  # D_sub of 4 samples, 3 mask draws each
         f.attrs["n_samples"] = 4
         f.attrs["mask_draws"] = 3
-    tsvs = [bench("reference/seed0", 10), bench("curvature/ref0_inf0", 4), bench("sketch/ref0_inf0/1-of-1", 5),
-            bench("scores/ref0_inf0", 1),
+    tsvs = [bench("reference/seed0", 10), bench("curvature/ref0_inf0", 4), bench("sketch/ref0_inf0/1-of-2", 3),
+            bench("sketch/ref0_inf0/2-of-2", 2), bench("scores/ref0_inf0", 1), bench("benchmark/nearest_neighbour", 9),
             bench("select/top_influence_0.01_seed0", 1), bench("pretrain/top_influence_0.01_seed0", 3),
             bench("benchmark/top_influence_0.01_seed0", 2), bench("pretrain/full_1_seed0", 30)]
     out = tmp_path / "ledger.csv"
@@ -158,3 +164,4 @@ def test_write_ledger_flops_from_checkpoints_curves_and_sketches(tmp_path):
     assert top.total_flops_vs_full == pytest.approx((top.pretrain_flops + top.scoring_flops) / (6 * n_arm * 20000))
     assert top.total_s == 10 + 4 + 5 + 1 + 1 + 3 + 2
     assert led.loc["full"].scoring_flops == 0 and out.read_text().startswith("strategy,budget,seed")
+    assert led.seed.tolist() == [0, 0] and led.budget.tolist() == [1.0, 0.01]  # benchmark/nearest_neighbour: no arm
