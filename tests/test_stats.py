@@ -29,6 +29,21 @@ def test_one_value_has_no_interval():
     assert math.isnan(paired_test([0.5])[4])
 
 
+def test_paired_test_edge_cases_and_level():
+    """Two pairs already give an interval (t on 1 df) and a p-value; identical differences give a point
+    interval with p = 0 (p = 1 when all are 0); the level reaches the interval."""
+    from scipy import stats
+
+    n, m, lo, hi, p = paired_test([1.0, 3.0])
+    half = stats.t.ppf(0.975, 1) * math.sqrt(2) / math.sqrt(2)  # sd of [1, 3] is sqrt 2
+    assert (n, m) == (2, 2.0) and lo == pytest.approx(2 - half) and hi == pytest.approx(2 + half)
+    assert p == pytest.approx(2 * stats.t.sf(2.0, 1))
+    assert paired_test([0.5, 0.5, 0.5]) == (3, 0.5, 0.5, 0.5, 0.0)
+    assert paired_test([0.0, 0.0]) == (2, 0.0, 0.0, 0.0, 1.0)
+    lo90 = paired_test([1.0, 2.0, 3.0], 0.9)[2]
+    assert lo90 == pytest.approx(2 - stats.t.ppf(0.95, 2) / math.sqrt(3)) and lo90 > paired_test([1.0, 2.0, 3.0])[2]
+
+
 def metrics_frame() -> pd.DataFrame:
     """random seeds vary a lot between seeds; top_influence = random + [1, 2, 3] seed by seed."""
     rows = []
@@ -51,7 +66,9 @@ def test_summarise_pairs_seeds_within_budget():
     assert top["diff_random_low"] == pytest.approx(2 - half) and top["diff_random_high"] == pytest.approx(2 + half)
     assert top["p_random"] == pytest.approx(0.0742, abs=1e-4)  # unpaired, seed variance would swamp it
     assert top["diff_random_10x"] == pytest.approx(-2.0) and top["n_pairs_random_10x"] == 3
+    assert top["n"] == 3 and top["mean"] == pytest.approx(np.mean([11.0, 22.0, 43.0]))
     full = tab.loc[("full", 1.0)]
+    assert full["mean"] == 99.0
     assert full["n"] == 1 and math.isnan(full["ci95_low"]) and math.isnan(full["ci95_high"])
     assert full["n_pairs_random"] == 0 and math.isnan(full["diff_random"])
     assert math.isnan(tab.loc[("random", 0.01), "diff_random"])  # no self-comparison
