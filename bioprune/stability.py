@@ -181,7 +181,7 @@ def write_stability(out_csv: str, rows: list[dict]) -> pd.DataFrame:
 
     An undefined value (NaN) is written as `NA` and must carry its reason in `note`."""
     df = pd.DataFrame(rows, columns=COLUMNS)
-    df["note"] = df["note"].fillna("")
+    df["note"] = ["" if pd.isna(v) else str(v) for v in df["note"]]  # rows given without a note: ""
     undefined = pd.to_numeric(df["value"], errors="coerce").isna()
     if (undefined & (df["note"] == "")).any():
         bad = df[undefined & (df["note"] == "")].iloc[0]

@@ -36,7 +36,8 @@ def tiny_workdir(tmp_path: Path, rna_fasta: Path):
 # With CI=true such a skip is a FAILURE (a missing install step must not pass silently), unless the
 # tool is listed in BIOPRUNE_ALLOW_SKIP (comma-separated, e.g. "slurm"). Either way the run ends with
 # a section listing which optional tests ran and which did not, and the line
-# "optional tests: N ran, M skipped".
+# "optional tests: N ran, M skipped". A test module skipped whole at collection is listed too and,
+# with CI=true, is a collection error (see pytest_make_collect_report).
 import os  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
@@ -96,6 +97,25 @@ def pytest_runtest_makereport(item, call):
             _optional_results[item.nodeid] = ("skipped", reason)
     elif rep.when == "call" or rep.failed:
         _optional_results[item.nodeid] = ("ran, " + rep.outcome, ", ".join(tools))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A whole module skipped at collection (module-level pytest.importorskip, pytest.skip(...,
+    allow_module_level=True)) hides every test in it, so under CI=true it is a collection error
+    (the run fails) unless its reason names only tools listed in BIOPRUNE_ALLOW_SKIP."""
+    rep = (yield).get_result()
+    if not rep.skipped:
+        return
+    reason = _skip_reason(rep)
+    words = {w for w in OPTIONAL_WORDS if w in reason.lower()}
+    if _ci() and not (words and words <= _allowed_skips()):
+        rep.outcome = "failed"
+        rep.longrepr = (f"CI=true: {rep.nodeid} was skipped at collection ({reason}), so none of its tests ran; "
+                        "install what it needs in the CI path, or skip per test (a marker or a fixture)")
+        _optional_results[rep.nodeid] = ("failed (module skipped in CI)", reason)
+    else:
+        _optional_results[rep.nodeid] = ("module skipped", reason)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -79,3 +79,33 @@ def test_attention_maps_fall_back_to_stock_and_checkpoint_is_fair_esm(tmp_path):
     assert loaded.state_dict().keys() == stock.state_dict().keys()
     use_sdpa(fused, enabled=False)
     assert not any(isinstance(m, SDPAMultiheadAttention) for m in fused.modules())
+
+
+@pytest.mark.parametrize("rotary", [True, False])
+def test_additive_mask_with_padding_matches_stock(rotary):
+    """fairseq's additive float attn_mask (T, S) together with a key padding mask: the fused path adds the
+    mask and sends padded keys to -inf, as the stock module does (ESM-2 passes no attn_mask today; the path
+    is kept for fair-esm callers that do). The output of the rows' real positions and the gradients agree."""
+    torch.manual_seed(0)
+    t, b, e = 7, 3, 16
+    stock = MultiheadAttention(e, 2, self_attention=True, use_rotary_embeddings=rotary).eval()
+    fused = copy.deepcopy(stock)
+    fused.__class__ = SDPAMultiheadAttention
+    x = torch.randn(t, b, e)
+    pad = torch.zeros(b, t, dtype=torch.bool)
+    pad[1, 4:] = True
+    pad[2, 6:] = True
+    add = torch.randn(t, t)
+    add[:, 2] = float("-inf")  # a key masked by the additive mask only
+    outs = []
+    for m in (stock, fused):
+        xi = x.clone().requires_grad_(True)
+        out, _ = m(xi, xi, xi, key_padding_mask=pad, attn_mask=add, need_weights=False)
+        out.sum().backward()
+        outs.append((out.detach(), xi.grad))
+    (a, ga), (f, gf) = outs
+    assert torch.isfinite(f).all()
+    assert torch.allclose(a, f, atol=1e-5) and torch.allclose(ga, gf, atol=1e-5)
+    with torch.no_grad():  # the padding changes the result (the padding mask is not dropped)
+        unpadded, _ = fused(x, x, x, attn_mask=add, need_weights=False)
+    assert not torch.allclose(unpadded[:, 1], f[:, 1], atol=1e-3)

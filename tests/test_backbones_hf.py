@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers", reason="transformers not installed (pip install 'bioprune[hf]')")
+try:  # an optional extra: the tests skip (a failure under CI=true, see conftest.py), the module still collects
+    import transformers
+except ImportError:
+    transformers = None
+pytestmark = pytest.mark.skipif(transformers is None, reason="transformers not installed (pip install 'bioprune[hf]')")
 
 from bioprune.errors import BiopruneError  # noqa: E402
 from bioprune.models import load_model, save_checkpoint  # noqa: E402

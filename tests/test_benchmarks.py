@@ -152,3 +152,90 @@ def test_models_and_baseline_share_the_stored_split(tmp_path):
     write_tsv(res / "rna/type_eval.tsv.gz", type_rows(seed=5))  # new content: the stored split is stale
     with pytest.raises(BiopruneError, match="rna_type.tsv: stored split"):
         nearest_neighbour_reference(params)
+
+
+def test_nearest_neighbour_ranks_by_identities_before_alignment_score():
+    """P holds all 60 test residues, split by four 3-base insertions (score 120 - 4 x 9 = 84, 60 identities);
+    Q is an exact copy of the first 45 (score 90, 45 identities). The neighbour is P, the most identical,
+    though Q scores higher; its map sends P's positions to identical test residues, every test residue once."""
+    rng = random.Random(11)
+    s = rand(rng, 60)
+    ins = ["GGG", "CCC", "AAA", "UUU"]
+    p = "".join(s[12 * i:12 * i + 12] + (ins[i] if i < 4 else "") for i in range(5))
+    q = s[:45]
+    from bioprune.benchmarks.nearest import _aligner
+
+    al = _aligner("rna")
+    assert al.align(s, q)[0].score > al.align(s, p)[0].score  # the case separates score from identity
+    for train in ([p, q], [q, p]):
+        (j, m), = nearest([s], train, "rna")
+        assert train[j] == p
+        assert sorted(m.values()) == list(range(60)) and all(p[a] == s[b] for a, b in m.items())
+
+
+def test_nearest_neighbour_aligns_the_most_similar_kmer_profiles():
+    """With more train sequences than the candidates aligned, the k-mer pre-filter keeps the most similar
+    profiles: a ~95% copy among 59 unrelated sequences is found with 20 candidates and with 1."""
+    rng = random.Random(5)
+    train = [rand(rng, 80) for _ in range(60)]
+    test = [mutate(rng, train[k], 4) for k in (7, 33, 58)]
+    assert [j for j, _ in nearest(test, train, "rna")] == [7, 33, 58]
+    assert [j for j, _ in nearest(test, train, "rna", k=1)] == [7, 33, 58]
+
+
+def test_homology_clusters_join_chains_whatever_order_the_hits_arrive(monkeypatch):
+    """Single linkage over hits that arrive one direction at a time, in every order: the chain 0~3~1~2 (0
+    and 2 share nothing; 3, the largest index, links two others) and the star 8~{5,6,7} are each one
+    cluster, 4 stays alone, labelled by their smallest member. A hit that arrives after its ends were
+    joined to others must join their clusters (find), whichever end is the larger root (parent[max] = min)."""
+    import itertools
+
+    import pandas as pd
+
+    import bioprune.leakage as leakage
+    from bioprune.benchmarks.splits import homology_clusters
+
+    chain, star = [(0, 3), (3, 1), (1, 2)], [(8, 5), (8, 6), (8, 7)]
+    below = [(0, 2, 0.5)]  # a hit under the identity threshold joins nothing
+    seen = set()
+    for order in itertools.permutations(chain):
+        for flips in itertools.product((False, True), repeat=3):
+            edges = [(t, q) if f else (q, t) for (q, t), f in zip(order, flips)]
+            stars = [(t, q) if f else (q, t) for (q, t), f in zip(star, flips)]
+            for arrangement in (edges + stars, stars[::-1] + edges[::-1]):
+                hits = pd.DataFrame([(q, t, 0.95, 1.0) for q, t in arrangement] + [(q, t, i, 1.0) for q, t, i in below],
+                                    columns=["q", "t", "fident", "cov"])
+                monkeypatch.setattr(leakage, "search", lambda *a, h=hits, **k: h)
+                got = homology_clusters(["ACGU"] * 9, "rna", 0.9, 0.8).tolist()
+                assert got == [0, 0, 0, 0, 4, 5, 5, 5, 5], arrangement
+                seen.add(tuple(arrangement))
+    assert len(seen) == 96
+
+
+@needs_mmseqs
+def test_split_keeps_a_homology_chain_on_one_side():
+    """A~B and B~C at >= 92% identity, A and C 84% (under the 0.9 split identity): MMseqs2 finds no A-C hit,
+    so only transitivity puts A and C in one cluster, and the split never separates them. B, the link,
+    comes last (the largest index of its cluster), so its hits arrive after A's and C's."""
+    from bioprune.benchmarks.splits import homology_clusters
+    from bioprune.leakage import near_copies, search
+
+    rng = random.Random(21)
+    rows = []
+    for c in range(8):
+        b = rand(rng, 150)
+        a = "".join(x if k % 6 != 3 or k >= 72 else {"A": "C", "C": "G", "G": "U", "U": "A"}[x] for k, x in enumerate(b))
+        cc = "".join(x if k % 6 != 3 or k < 78 else {"A": "G", "C": "U", "G": "A", "U": "C"}[x] for k, x in enumerate(b))
+        rows += [{"id": f"c{c}.{m}", "label": "xy"[c % 2], "sequence": s} for m, s in enumerate((a, cc, b))]
+    seqs = [r["sequence"] for r in rows]
+    edges = near_copies(search(seqs, seqs, "rna", 0.9, evalue=1e-3), 0.9, 0.8)
+    pairs = {(q, t) for q, t in zip(edges.q, edges.t) if q != t}
+    pairs |= {(t, q) for q, t in pairs}
+    for c in range(8):
+        a, cc, b = 3 * c, 3 * c + 1, 3 * c + 2
+        assert {(a, b), (b, cc)} <= pairs and (a, cc) not in pairs
+    cl = homology_clusters(seqs, "rna", 0.9, 0.8)
+    assert cl.tolist() == [3 * (k // 3) for k in range(24)]
+    df = compute_split("rna_type", rows, SplitParams("rna", 0.9, test_fraction=0.5))
+    sides = df.groupby(df["id"].str.split(".").str[0])["split"].agg(set)
+    assert all(len(s) == 1 for s in sides) and {x for s in sides for x in s} == {"train", "test"}

@@ -171,6 +171,11 @@ def test_stage_params_carry_the_seed_each_stage_depends_on():
     assert (a["seed"], a["subset_seed"]) == (0, 0) and (b["seed"], b["subset_seed"]) == (1, 0)
     assert (c["seed"], c["subset_seed"]) == (0, 1) and a["subset_fraction"] == cfg["reference"]["subset_fraction"]
     assert "damping" not in influence_params(cfg, "curvature", 0, 0)
+    # no seeds given: the influence seed is influence.seed and D_sub's seed is reference.seed (distinct here)
+    cfg = resolve_config(None, {"influence": {"seed": 7}, "reference": {"seed": 3}})
+    for stage in ("curvature", "sketch"):
+        d = influence_params(cfg, stage)
+        assert (d["seed"], d["subset_seed"]) == (7, 3), stage
     with pytest.raises(BiopruneError, match="selection.reference_seeds"):
         resolve_config(None, {"selection": {"reference_seeds": [0]}})
 

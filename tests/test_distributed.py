@@ -11,6 +11,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 from helpers import random_rna, write_fasta
@@ -99,3 +100,26 @@ def test_preempted_run_resumes_under_ddp_from_the_saved_step(tmp_path):
     s1, s2 = _state(tmp_path / "ref.pt"), _state(out)
     assert all(torch.allclose(s1[k], s2[k], atol=1e-4) for k in s1)
     assert not Path(str(out) + ".partial").exists()
+
+
+def test_local_rows_split_every_global_batch_into_the_batch_mean():
+    """Every rank gets at least one row (a forward pass needs one; DDP needs every rank to step), the real
+    rows of all ranks are the global batch exactly once, and sum over ranks of weight x sum(loss of its
+    rows) x N / B, averaged over the N ranks as DDP does, is the batch mean, also when B < N (dummy rows
+    weigh 0)."""
+    from bioprune.distributed import DistContext, local_rows
+
+    rng = np.random.default_rng(0)
+    for world in (1, 2, 3, 4, 8):
+        for batch in (1, 2, 3, 5, 8, 9):
+            loss = rng.random(batch)
+            seen, total = [], 0.0
+            for rank in range(world):
+                rows, weight = local_rows(batch, DistContext(rank=rank, world=world))
+                idx = np.arange(batch)[rows]
+                assert len(idx) >= 1 and weight in (0.0, 1.0), (world, batch, rank)
+                if weight:
+                    seen += idx.tolist()
+                total += weight * loss[idx].sum() * world / batch
+            assert sorted(seen) == list(range(batch)), (world, batch)
+            assert total / world == pytest.approx(loss.mean()), (world, batch)

@@ -29,6 +29,18 @@ def test_model_flops_per_token_from_the_architecture():
     assert esm2_params(12, 480) == pytest.approx(n, rel=1e-3)
 
 
+def test_mfu_counts_the_forward_passes_of_each_mode():
+    """Model FLOPs per token of each bench mode in forwards: a training step = forward + backward (3);
+    sketch_all_linear = forward + the input-gradient backward (2; weight gradients come from the hooked
+    factors); sketch_paper and the per-sample baseline back-propagate only through the LM head (1)."""
+    m = build_model("rna", 2, 32, 4, seed=0)
+    f = forward_flops_per_token(m, 100)
+    forwards = {"train": 3, "train_compile": 3, "train_stock": 3, "sketch_all_linear": 2, "sketch_paper": 1,
+                "per_sample_baseline": 1}
+    for mode, k in forwards.items():
+        assert mfu(mode, m, 100, 5e4, 2.0) == pytest.approx(k * f * 5e4 / 2e12), mode
+
+
 def test_gpu_mem_estimate_grows_with_the_batch_and_shrinks_per_rank():
     c = load_config()
     for stage in ("reference", "pretrain", "curvature", "sketch"):

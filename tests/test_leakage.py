@@ -100,3 +100,23 @@ def test_names():
     assert eval_set_name("resources/rna/type_eval.tsv.gz") == "rna_type"
     assert eval_set_name("resources/protein/loc_eval.tsv.gz") == "protein_loc"
     assert pool_source("trna_dm6-tRNAs_x") == "trna" and pool_source("A6MFK6") == "pool"
+
+
+def test_a_pool_sequence_exactly_at_max_identity_is_removed(tmp_path):
+    """90 of 100 positions identical over the full length: identity exactly 0.9, so the gate at
+    max_identity 0.9 removes it (the threshold is inclusive all the way: MMseqs2's own --min-seq-id
+    pre-filter must not drop the hit before the exact test); at 0.91 it stays."""
+    rng = random.Random(29)
+    ev_seq = "".join(rng.choice("ACGU") for _ in range(100))
+    at = mutate(ev_seq, range(5, 100, 10))  # 10 substitutions, none near the ends
+    below = mutate(ev_seq, list(range(5, 100, 10)) + [50])  # 11: identity 0.89
+    ev = tmp_path / "rna" / "type_eval.tsv.gz"
+    ev.parent.mkdir()
+    with gzip.open(ev, "wt") as fh:
+        fh.write(f"id\tlabel\tsequence\ne0\tx\t{ev_seq}\n")
+    pool = tmp_path / "pool.fa"
+    pool.write_text(f">rfam_at\n{at}\n>rfam_below\n{below}\n")
+    excluded, _ = leakage_gate([str(pool)], {"rna_type": str(ev)}, "rna", 0.9, 0.8)
+    assert excluded == {"rfam_at"}
+    assert leakage_gate([str(pool)], {"rna_type": str(ev)}, "rna", 0.91, 0.8)[0] == set()
+    assert count_leaks(str(pool), str(ev), "rna", 0.9) == 1

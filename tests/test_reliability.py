@@ -205,3 +205,49 @@ def test_ci_turns_skipped_optional_tests_into_failures(tmp_path, ci):
     else:
         assert p.returncode == 0, out
         assert "1 passed, 3 skipped" in out
+
+
+MODULE_SKIP = """
+import pytest
+
+pytest.importorskip("no_such_module_bioprune_29")
+
+
+def test_hidden():
+    pass
+"""
+
+ALLOWED_MODULE_SKIP = """
+import pytest
+
+pytest.skip("slurm not reachable here", allow_module_level=True)
+"""
+
+
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_ci_fails_a_test_module_skipped_at_collection(tmp_path, ci):
+    """conftest.py: a module-level importorskip skips the whole module at collection, before any test's
+    report exists; with CI=true that is a collection error (exit status not 0), unless the reason names
+    only tools in BIOPRUNE_ALLOW_SKIP (here slurm); locally it stays a skip. Both are listed."""
+    import os
+    import shutil
+
+    here = Path(__file__).resolve().parent
+    for name in ("conftest.py", "helpers.py"):
+        shutil.copy(here / name, tmp_path / name)
+    (tmp_path / "test_hidden.py").write_text(MODULE_SKIP)
+    (tmp_path / "test_allowed.py").write_text(ALLOWED_MODULE_SKIP)
+    (tmp_path / "test_fine.py").write_text("def test_fine():\n    pass\n")
+    env = {**os.environ, "CI": ci, "BIOPRUNE_ALLOW_SKIP": "slurm"}
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs", str(tmp_path)],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    out = p.stdout
+    assert "module skipped" in out and "test_allowed.py" in out
+    if ci:
+        assert p.returncode not in (0, 5), out
+        assert "ERROR collecting test_hidden.py" in out and "was skipped at collection" in out
+        assert "no_such_module_bioprune_29" in out and "failed (module skipped in CI)" in out
+        assert "ERROR collecting test_allowed.py" not in out
+    else:
+        assert p.returncode == 0, out
+        assert "1 passed, 2 skipped" in out

@@ -208,3 +208,37 @@ def test_bench_scale_reports_every_stage(tmp_path):
     assert [r["stage"] for r in rows] == ["ingest", "merge", "select"]
     assert rows[0]["records"] == 3000 and 2900 < rows[0]["kept"] < 3000  # about 2% planted duplicates
     assert all(r["peak_rss_mb"] > 20 and r["rec_per_s"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("edge,from_flat", [("inclusive", 10), ("official", 0)])
+def test_cci_takes_its_share_from_a_stratum_of_equal_scores(monkeypatch, edge, from_flat):
+    """The shortest quarter of the pool has one score for all (after its top share is dropped every kept
+    score is equal: one bin of zero width). Length-stratified CCI with inclusive edges still takes that
+    stratum's proportional share (10 of 40); official edges leave the most extreme kept score out of
+    every bin (bio-coreset's upper edge, see selections.cci_bins), here the whole stratum, whose share
+    goes to the others. Plain CCI over a pool of equal scores draws its k (inclusive). All equal the
+    in-memory oracle, also when streamed in small blocks."""
+    import selection_oracle as old
+
+    from bioprune import selection_stream as S
+    from bioprune.selections import select, select_indices
+
+    monkeypatch.setattr(S, "COLLECT", 3)
+    sc = demo_like_pool(400, 4)
+    order = np.argsort(sc["length"], kind="stable")
+    sc["length"][order] = np.repeat([25, 60, 100, 140], 100)  # four strata of 100
+    flat = sc["length"] == 25
+    sc["score"][flat] = 2.5
+    kw = dict(cci={"beta": 0.1, "bins": 10, "bin_edge": edge, "stratify_by": "length"}, length_strata=4)
+    want = old.select("cci", sc, 0.1, 0, **kw)
+    got = select("cci", sc, 0.1, 0, **kw)
+    cols = {k: S.Column(sc[k], k, block=16) for k in ("score", "grad_sqnorm", "length")}
+    streamed = [sc["id"][i] for i in select_indices("cci", cols, 400, 0.1, 0, **kw)]
+    assert got == want == streamed and len(got) == 40
+    flat_ids = {i for i, f in zip(sc["id"], flat) if f}
+    assert len(flat_ids & set(got)) == from_flat
+    if edge == "inclusive":
+        same = {**sc, "score": np.full(400, 2.5)}
+        kw["cci"]["stratify_by"] = "none"
+        got = select("cci", same, 0.1, 0, **kw)
+        assert got == old.select("cci", same, 0.1, 0, **kw) and len(got) == 40

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bioprune.errors import BiopruneError
 from bioprune.selections import (budget_size, cci_allocation, cci_bins, fraction_count, length_strata,
@@ -249,9 +251,8 @@ def test_stratify_by_errors_name_the_key():
 
 # --- property tests (hypothesis) ------------------------------------------------------------------
 
-hyp = pytest.importorskip("hypothesis")
-st = pytest.importorskip("hypothesis.strategies")
-given, settings = hyp.given, hyp.settings
+# hypothesis is a test requirement (pyproject [test] extra, like pytest): imported at the top of the module,
+# so a missing install is a collection error, never a silently skipped module.
 
 
 @settings(max_examples=200, deadline=None)

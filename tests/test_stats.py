@@ -29,6 +29,21 @@ def test_one_value_has_no_interval():
     assert math.isnan(paired_test([0.5])[4])
 
 
+def test_paired_test_edge_cases_and_level():
+    """Two pairs already give an interval (t on 1 df) and a p-value; identical differences give a point
+    interval with p = 0 (p = 1 when all are 0); the level reaches the interval."""
+    from scipy import stats
+
+    n, m, lo, hi, p = paired_test([1.0, 3.0])
+    half = stats.t.ppf(0.975, 1) * math.sqrt(2) / math.sqrt(2)  # sd of [1, 3] is sqrt 2
+    assert (n, m) == (2, 2.0) and lo == pytest.approx(2 - half) and hi == pytest.approx(2 + half)
+    assert p == pytest.approx(2 * stats.t.sf(2.0, 1))
+    assert paired_test([0.5, 0.5, 0.5]) == (3, 0.5, 0.5, 0.5, 0.0)
+    assert paired_test([0.0, 0.0]) == (2, 0.0, 0.0, 0.0, 1.0)
+    lo90 = paired_test([1.0, 2.0, 3.0], 0.9)[2]
+    assert lo90 == pytest.approx(2 - stats.t.ppf(0.95, 2) / math.sqrt(3)) and lo90 > paired_test([1.0, 2.0, 3.0])[2]
+
+
 def metrics_frame() -> pd.DataFrame:
     """random seeds vary a lot between seeds; top_influence = random + [1, 2, 3] seed by seed."""
     rows = []
@@ -51,7 +66,9 @@ def test_summarise_pairs_seeds_within_budget():
     assert top["diff_random_low"] == pytest.approx(2 - half) and top["diff_random_high"] == pytest.approx(2 + half)
     assert top["p_random"] == pytest.approx(0.0742, abs=1e-4)  # unpaired, seed variance would swamp it
     assert top["diff_random_10x"] == pytest.approx(-2.0) and top["n_pairs_random_10x"] == 3
+    assert top["n"] == 3 and top["mean"] == pytest.approx(np.mean([11.0, 22.0, 43.0]))
     full = tab.loc[("full", 1.0)]
+    assert full["mean"] == 99.0
     assert full["n"] == 1 and math.isnan(full["ci95_low"]) and math.isnan(full["ci95_high"])
     assert full["n_pairs_random"] == 0 and math.isnan(full["diff_random"])
     assert math.isnan(tab.loc[("random", 0.01), "diff_random"])  # no self-comparison
@@ -109,6 +126,9 @@ def test_ledger_charges_shared_scoring_to_influence_arms(tmp_path):
     assert led.loc["top_influence", "scoring_flops"] == 1e12 and led.loc["random", "pretrain_flops"] == 3e12
     with pytest.raises(BiopruneError, match="nope.tsv: benchmark file not found"):
         ledger({"reference": str(tmp_path / "nope.tsv")})
+    (tmp_path / "other.tsv").write_text("seconds\tmax_rss\n1\t2\n")
+    with pytest.raises(BiopruneError, match="other.tsv: missing column s"):
+        ledger({"reference": str(tmp_path / "other.tsv")})
 
 
 def test_write_ledger_flops_from_checkpoints_curves_and_sketches(tmp_path):
@@ -136,10 +156,18 @@ def test_write_ledger_flops_from_checkpoints_curves_and_sketches(tmp_path):
     n_arm = run(res / "models/top_influence_0.01_seed0", 2, 500)
     run(res / "models/full_1_seed0", 2, 20000)
     (res / "sketches/ref0_inf0").mkdir(parents=True)
-    with h5py.File(res / "sketches/ref0_inf0/1-of-1.h5", "w") as f:
-        f.create_dataset("length", data=np.array([10, 20, 30]))
+    with h5py.File(res / "sketches/ref0_inf0/1-of-2.h5", "w") as f:
+        f.create_dataset("length", data=np.array([10, 20]))
         f.attrs["mask_draws"] = 2
-    tsvs = [bench("reference/seed0", 10), bench("sketch/ref0_inf0/1-of-1", 5), bench("scores/ref0_inf0", 1),
+    with h5py.File(res / "sketches/ref0_inf0/2-of-2.h5", "w") as f:  # a second shard adds its own tokens
+        f.create_dataset("length", data=np.array([30]))
+        f.attrs["mask_draws"] = 2
+    (res / "curvature").mkdir()
+    with h5py.File(res / "curvature/ref0_inf0.h5", "w") as f:  # D_sub of 4 samples, 3 mask draws each
+        f.attrs["n_samples"] = 4
+        f.attrs["mask_draws"] = 3
+    tsvs = [bench("reference/seed0", 10), bench("curvature/ref0_inf0", 4), bench("sketch/ref0_inf0/1-of-2", 3),
+            bench("sketch/ref0_inf0/2-of-2", 2), bench("scores/ref0_inf0", 1), bench("benchmark/nearest_neighbour", 9),
             bench("select/top_influence_0.01_seed0", 1), bench("pretrain/top_influence_0.01_seed0", 3),
             bench("benchmark/top_influence_0.01_seed0", 2), bench("pretrain/full_1_seed0", 30)]
     out = tmp_path / "ledger.csv"
@@ -147,7 +175,10 @@ def test_write_ledger_flops_from_checkpoints_curves_and_sketches(tmp_path):
     assert n_arm > n_ref > 0
     top = led.loc["top_influence"]
     assert top.pretrain_flops == pytest.approx(6 * n_arm * 500)
-    assert top.scoring_flops == pytest.approx(6 * n_ref * 1000 + 6 * n_ref * (66 * 2))
+    # reference training + sketch (66 tokens x 2 draws) + curvature (4 samples x the pool's mean 22 tokens x 3 draws)
+    assert top.scoring_flops == pytest.approx(6 * n_ref * 1000 + 6 * n_ref * (66 * 2) + 6 * n_ref * (4 * 22 * 3))
     assert top.pretrain_flops_vs_full == pytest.approx(500 / 20000)
-    assert top.total_s == 10 + 5 + 1 + 1 + 3 + 2
+    assert top.total_flops_vs_full == pytest.approx((top.pretrain_flops + top.scoring_flops) / (6 * n_arm * 20000))
+    assert top.total_s == 10 + 4 + 5 + 1 + 1 + 3 + 2
     assert led.loc["full"].scoring_flops == 0 and out.read_text().startswith("strategy,budget,seed")
+    assert led.seed.tolist() == [0, 0] and led.budget.tolist() == [1.0, 0.01]  # benchmark/nearest_neighbour: no arm

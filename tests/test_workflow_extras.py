@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -43,7 +44,8 @@ use rule * from bioprune as bp_*
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     """A host workflow in its own directory that uses a copy of bioprune as a module (rule prefix bp_), run to
-    completion with cluster + random, one seed, no stability stage; then the report. Returns the host dir."""
+    completion with cluster + random + top_influence, one seed, no stability stage; then the report. Returns
+    the host dir."""
     base = tmp_path_factory.mktemp("extras")
     wf = copy_workflow(base / "bioprune")
     host = base / "host"
@@ -53,7 +55,7 @@ def run(tmp_path_factory) -> Path:
     config = yaml.safe_load((wf / "tests/config/tiny.yaml").read_text())
     config.update(results=R, seeds=[0], stability={"enabled": False})
     config["corpus"]["path"] = "data/pool.fa.gz"  # relative to the host's working directory
-    config["selection"]["strategies"] = ["cluster", "random"]
+    config["selection"]["strategies"] = ["cluster", "random", "top_influence"]
     config["benchmark"]["nearest_neighbour"] = True
     (host / "config/bioprune.yaml").write_text(yaml.safe_dump(config))
     (host / "Snakefile").write_text(HOST_SNAKEFILE.format(snakefile=wf / "Snakefile"))
@@ -144,7 +146,7 @@ def test_report_embeds_table_config_and_leakage_report(run):
 
     config = report_item(html, f"{R}/config.resolved.yaml")
     assert embedded(config) == (run / R / "config.resolved.yaml").read_bytes()
-    assert yaml.safe_load(embedded(config))["selection"]["strategies"] == ["cluster", "random"]
+    assert yaml.safe_load(embedded(config))["selection"]["strategies"] == ["cluster", "random", "top_influence"]
 
     ledger = report_item(html, f"{R}/benchmark/ledger.csv")
     assert "Compute ledger" in ledger["caption"] and embedded(ledger) == (run / R / "benchmark/ledger.csv").read_bytes()
@@ -158,12 +160,51 @@ def test_report_embeds_table_config_and_leakage_report(run):
 
 
 def test_ledger_has_every_arm_with_time_and_flops(run):
-    led = pd.read_csv(run / R / "benchmark/ledger.csv")
-    assert set(zip(led.strategy, led.seed)) == {("cluster", 0), ("random", 0), ("full", 0)}
-    assert (led.pretrain_s > 0).all() and (led.pretrain_flops > 0).all() and (led.total_s >= led.pretrain_s).all()
+    """Every arm's seconds are the sums of its benchmark files; FLOPs are 6 N T recomputed here from the run's
+    files: pretraining = the model's parameters x the tokens its curves record; the influence arm's scoring =
+    the reference's training + each sketch shard (tokens incl. BOS/EOS x mask draws) + the curvature fit
+    (D_sub samples x the pool's mean tokens x mask draws); cluster and random have no scoring FLOPs."""
+    from bioprune.ledger import n_params
+
+    res = run / R
+    led = pd.read_csv(res / "benchmark/ledger.csv")
+    assert set(zip(led.strategy, led.seed)) == {("cluster", 0), ("random", 0), ("top_influence", 0), ("full", 0)}
     by = led.set_index("strategy")
-    assert by.loc["random", "scoring_s"] == 0 and by.loc["cluster", "scoring_s"] > 0  # clustering is charged
+    secs = lambda key: float(pd.read_csv(res / "benchmarks" / f"{key}.tsv", sep="\t")["s"].mean())  # noqa: E731
+    for strategy, label in (("cluster", "cluster_0.05_seed0"), ("random", "random_0.05_seed0"),
+                            ("top_influence", "top_influence_0.05_seed0"), ("full", "full_1_seed0")):
+        model = res / "models" / label
+        with h5py.File(model / "curves.h5") as f:
+            tokens = float(f.attrs["tokens_seen"])
+        assert by.loc[strategy, "pretrain_flops"] == pytest.approx(6 * n_params(str(model / "model.pt")) * tokens, rel=1e-5)
+        assert by.loc[strategy, "pretrain_s"] == pytest.approx(secs(f"pretrain/{label}"), rel=1e-5)
+    assert by.loc["random", "scoring_s"] == 0 and by.loc["random", "scoring_flops"] == 0
+    bench = res / "benchmarks"
+    clustering = sum(secs(str(p.relative_to(bench).with_suffix(""))) for p in sorted(bench.rglob("*.tsv"))
+                     if p.relative_to(bench).parts[0].removesuffix(".tsv") == "cluster")
+    assert by.loc["cluster", "scoring_s"] == pytest.approx(clustering, rel=1e-5) and clustering > 0  # charged
+    assert by.loc["cluster", "scoring_flops"] == 0
+    runs = sorted(p.name for p in (res / "sketches").iterdir() if p.is_dir())
+    assert len(runs) == 1
+    n_ref = n_params(str(res / "reference/seed0/model.pt"))
+    with h5py.File(res / "reference/seed0/curves.h5") as f:
+        want = 6 * n_ref * float(f.attrs["tokens_seen"])
+    lengths = []
+    for shard in sorted((res / "sketches" / runs[0]).glob("*.h5")):
+        with h5py.File(shard) as f:
+            length = f["length"][:].astype(float)
+            want += 6 * n_ref * float((length + 2).sum()) * int(f.attrs.get("mask_draws", 1))
+        lengths.append(length)
+    with h5py.File(res / "curvature" / f"{runs[0]}.h5") as f:
+        n_sub, draws = int(f.attrs["n_samples"]), int(f.attrs.get("mask_draws", 1))
+    assert n_sub > 0
+    want += 6 * n_ref * n_sub * (np.concatenate(lengths).mean() + 2) * draws
+    assert by.loc["top_influence", "scoring_flops"] == pytest.approx(want, rel=1e-5)
+    assert by.loc["top_influence", "total_flops_vs_full"] == pytest.approx(
+        (by.loc["top_influence", "pretrain_flops"] + want) / by.loc["full", "pretrain_flops"], rel=1e-5)
     assert by.loc["full", "pretrain_flops_vs_full"] == pytest.approx(1.0)
+    np.testing.assert_allclose(led.total_s, led.scoring_s + led.select_s + led.pretrain_s + led.benchmark_s,
+                               rtol=1e-5)  # the CSV keeps 6 significant digits
 
 
 def test_leakage_report_has_rows(run):
