@@ -174,6 +174,7 @@ def normalise_batch(seqs: list[bytes], molecule: str, ambiguous: str) -> tuple[l
     check still compares sequences. Raises AlphabetError(index, message) on a bad character.
     """
     table, standard, amb = _tables(molecule)
+    raw = seqs  # the records as read: the per-record check below strips the one stop codon itself
     if molecule == "protein":
         seqs = [s[:-1] if s.endswith(b"*") else s for s in seqs]
     big = SEP.join(seqs).translate(table)
@@ -181,7 +182,7 @@ def normalise_batch(seqs: list[bytes], molecule: str, ambiguous: str) -> tuple[l
     if not extra:
         return big.split(SEP), [False] * len(seqs)
     if extra.translate(None, amb) or big.count(SEP) != len(seqs) - 1:  # outside the alphabet: name the record
-        for i, s in enumerate(seqs):
+        for i, s in enumerate(raw):
             try:
                 normalise(s.decode(), molecule, "mask")
             except AlphabetError as e:
