@@ -103,12 +103,12 @@ def plot_scores(scores_path: str, selections: dict[str, str], hist_path: str, le
     _save(fig, length_path)
 
 
-DIAGNOSTIC_METRICS = ("n_test", "threshold")
+DIAGNOSTIC_METRICS = ("n_test", "threshold", "kmer_h", "kmer_val_loss")
 
 
 def plot_metrics(table_path: str, out: str) -> None:
     """One panel per (task, metric): mean and 95% CI per strategy and budget (points, not bars from
-    zero, so small differences stay visible); the RNAfold and nearest-neighbour references are
+    zero, so small differences stay visible); the RNAfold, nearest-neighbour and k-mer references are
     drawn as dashed lines; budgets with several values are joined per strategy (a pruning curve)."""
     tab = pd.read_csv(table_path)
     tab = tab[~tab["metric"].isin(DIAGNOSTIC_METRICS)]
@@ -118,7 +118,8 @@ def plot_metrics(table_path: str, out: str) -> None:
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False)
     for ax, (task, metric) in zip(axes[0], keys):
         g = tab[(tab.task == task) & (tab.metric == metric)]
-        refs = {"rnafold": ("RNAfold MFE", "tab:red"), "nearest_neighbour": ("nearest neighbour", "tab:green")}
+        refs = {"rnafold": ("RNAfold MFE", "tab:red"), "nearest_neighbour": ("nearest neighbour", "tab:green"),
+                "kmer_baseline": ("k-mer baseline", "tab:purple")}
         ref = g[g.strategy.isin(list(refs))]
         g = g[~g.strategy.isin(list(refs))].reset_index(drop=True)
         budgets = pd.to_numeric(g["budget"], errors="coerce")
@@ -141,7 +142,7 @@ def plot_pruning_curves(table_path: str, out: str) -> None:
     pruning study leads with. random_10x is drawn at ten times its nominal budget (what it holds)."""
     tab = pd.read_csv(table_path)
     tab = tab[~tab["metric"].isin(DIAGNOSTIC_METRICS)]
-    tab = tab[~tab.strategy.isin(["rnafold", "nearest_neighbour", "full"])].copy()
+    tab = tab[~tab.strategy.isin(["rnafold", "nearest_neighbour", "kmer_baseline", "full"])].copy()
     tab["size"] = pd.to_numeric(tab["budget"], errors="coerce") * np.where(tab.strategy == "random_10x", 10, 1)
     tab = tab[tab.task != "training"]  # token counts per arm (task training) are not quality metrics
     keys = list(tab.groupby(["task", "metric"]).groups)
