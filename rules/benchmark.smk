@@ -76,6 +76,7 @@ rule aggregate:
     output:
         summary=report(f"{R}/benchmark/summary.csv", caption="../report/summary.rst", category="Benchmarks"),
         table=report(f"{R}/benchmark/table.csv", caption="../report/table.rst", category="Benchmarks"),
+        verdict=report(f"{R}/benchmark/verdict.txt", caption="../report/verdict.rst", category="Benchmarks"),
     log:
         f"{R}/logs/aggregate.log",
     localrule: True

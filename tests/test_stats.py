@@ -211,3 +211,21 @@ def test_full_pool_is_paired_across_budgets():
     assert r["n_pairs_full"] == 3 and r["diff_full"] == pytest.approx(np.mean([10 - 99, 20 - 51, 40 - 52]))
     assert "mde_full" in tab.columns and "mde_random" in tab.columns
     assert math.isnan(tab.loc[("full", 1.0), "diff_full"])  # no self-comparison
+
+
+def test_verdict_names_controls_and_detectable_effects():
+    from bioprune.report import verdict
+
+    rows = []
+    for seed, base in enumerate([3.70, 3.80, 3.75]):
+        rows += [("random", 0.005, seed, "perplexity", "perplexity", base),
+                 ("degenerate", 0.005, seed, "perplexity", "perplexity", base + 0.5 + 0.01 * seed),
+                 ("cci", 0.005, seed, "perplexity", "perplexity", base + [0.02, -0.03, 0.01][seed]),
+                 ("full", 1.0, seed, "perplexity", "perplexity", base - 0.2 - 0.01 * seed)]
+    rows.append(("kmer_baseline", float("nan"), 0, "perplexity", "perplexity", 3.6))
+    text = verdict(summarise(pd.DataFrame(rows, columns=COLUMNS)))
+    assert "degenerate vs random at 0.005: worse by 0.510" in text and "-> separated" in text
+    assert "full pool vs random at 0.005: better by 0.210" in text
+    assert "full pool 3.540 vs kmer_baseline 3.600: the models beat counting k-mers" in text
+    cci = next(line for line in text.splitlines() if line.strip().startswith("cci"))
+    assert "no difference larger than" in cci and "indistinguishable" not in text
