@@ -218,7 +218,8 @@ def fit_kmer_baseline(ids: list[str], seqs: list[str], molecule: str, max_val: i
     h_max = H_MAX[molecule] if h_max is None else int(h_max)
     val = validation_split(ids)
     if val.sum() == 0 or val.all():
-        raise BiopruneError(f"k-mer model: the validation slice of {len(ids)} training sequences is empty or everything")
+        raise BiopruneError(f"k-mer model: the validation slice of {len(ids)} training sequences is empty "
+                            "or all of them")
     v_idx = np.flatnonzero(val)[:max_val]
     rest = [s for s, v in zip(seqs, val) if not v]
     m = KmerModel(LETTERS[molecule], h_max, STANDARD[molecule]).fit(rest)
