@@ -203,7 +203,8 @@ def test_mde_column_predicts_the_detection_rate():
 
 def test_full_pool_is_paired_across_budgets():
     df = metrics_frame()
-    df = pd.concat([df, pd.DataFrame([("full", 1.0, s, "rna_type", "accuracy", 50.0 + s) for s in (1, 2)],
+    df = pd.concat([df, pd.DataFrame([("full", 1.0, s, "rna_type", "accuracy", 50.0 + s) for s in (1, 2)]
+                                     + [("nearest_neighbour", float("nan"), 0, "rna_type", "accuracy", 0.8)],
                                      columns=COLUMNS)])
     tab = summarise(df).set_index(["strategy", "budget"])
     r = tab.loc[("random", 0.01)]
@@ -211,6 +212,8 @@ def test_full_pool_is_paired_across_budgets():
     assert r["n_pairs_full"] == 3 and r["diff_full"] == pytest.approx(np.mean([10 - 99, 20 - 51, 40 - 52]))
     assert "mde_full" in tab.columns and "mde_random" in tab.columns
     assert math.isnan(tab.loc[("full", 1.0), "diff_full"])  # no self-comparison
+    ref = summarise(df).query("strategy == 'nearest_neighbour'")
+    assert (ref["n_pairs_full"] == 0).all()  # reference rows (no budget) are not paired with a model seed
 
 
 def test_verdict_names_controls_and_detectable_effects():

@@ -104,7 +104,10 @@ def paired_vs(df: pd.DataFrame, baseline: str, level: float = 0.95) -> pd.DataFr
     d = df.assign(_b=df["budget"].map(_budget_key))
     on = ["task", "metric", "seed"] if baseline == "full" else ["_b", "task", "metric", "seed"]
     base = d[d.strategy == baseline][[*on, "value"]].rename(columns={"value": "_base"})
-    m = d[d.strategy != baseline].merge(base, on=on, how="inner")
+    arms = d[d.strategy != baseline]
+    if baseline == "full":  # only pretrained arms (a budget), not the deterministic reference rows
+        arms = arms[arms["_b"] != ""]
+    m = arms.merge(base, on=on, how="inner")
     rows = []
     for key, g in m.groupby(["strategy", "_b", "task", "metric"], sort=True):
         diffs = (g["value"] - g["_base"]).to_numpy(dtype=float)

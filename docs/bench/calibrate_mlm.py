@@ -5,11 +5,12 @@ model size, and of the k-mer baseline against its context half-width h, on one r
   PYTHONPATH=$PWD .venv/bin/python docs/bench/calibrate_mlm.py RESULTS kmer                       # the k-mer line
 
 Held-out perplexity is computed exactly as the benchmark does (first 250 held-out sequences, masks of
-batching.mask_by_id seed 0), every STEPS/8 steps; one CPU thread; appends JSON lines to
-RESULTS/calibration.jsonl."""
+batching.mask_by_id seed 0), every STEPS/8 steps; one CPU thread, or the GPU with DEVICE=cuda in the
+environment; appends JSON lines to RESULTS/calibration.jsonl."""
 import glob
 import json
 import math
+import os
 import sys
 import time
 
@@ -36,8 +37,10 @@ else:
 
     torch.set_num_threads(1)
     tag, layers, dim, steps, lr = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
-    cfg = TrainConfig(layers=layers, embed_dim=dim, heads=4, lr=lr, batch_size=32, budget="steps", steps=steps,
-                      save_every=10**9, eval_every=max(1, steps // 8), device="cpu", seed=0)
+    heads = max(4, dim // 32)
+    cfg = TrainConfig(layers=layers, embed_dim=dim, heads=heads, lr=lr, batch_size=32, budget="steps", steps=steps,
+                      save_every=10**9, eval_every=max(1, steps // 8), seed=0,
+                      device=os.environ.get("DEVICE", "cpu"))
     import h5py
 
     train_mlm(seqs, "rna", cfg, f"/tmp/{tag}.pt", f"/tmp/{tag}_curves.h5", val=(vi, vs))
