@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p = _add(sub, "nearest-neighbour", "nearest-neighbour baseline rows on the stored probe splits")
     p.add_argument("--out", required=True)
+    p = _add(sub, "kmer-baseline", "k-mer count baseline rows (held-out perplexity on the MLM's masks, k-mer "
+                                   "profile probes) fitted on the pool shards")
+    p.add_argument("--shards", nargs="+", required=True)
+    p.add_argument("--holdout", required=True)
+    p.add_argument("--out", required=True)
     p = _add(sub, "stability", "compare the primary scores with rescorings under another influence / reference seed")
     p.add_argument("--primary", required=True)
     p.add_argument("--influence-seed-scores", required=True)
@@ -241,6 +246,8 @@ def run(args) -> None:
                       C.split_params(cfg), args.threads)
     elif cmd == "nearest-neighbour":
         S.nearest_neighbour(args.out, C.benchmark_params(cfg))
+    elif cmd == "kmer-baseline":
+        S.kmer_baseline(args.shards, args.holdout, args.out, C.benchmark_params(cfg))
     elif cmd == "stability":
         sels = dict(item.split("=", 1) for item in args.selection)
         S.stability(args.primary, args.influence_seed_scores, args.reference_seed_scores, sels, args.out_csv,

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .h5io import atomic_path
+from .stability import NA
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def write_summary(out: str, ingest_json: str, leakage_csv: str, scores_h5: str, 
         lines += ["## Stability", "", "Agreement of the primary scores with a rescoring under another influence.seed "
                   "and another reference.seed (influence/stability.csv):", ""]
         head = st[st.comparison.isin(["influence_seed", "reference_seed", "length"]) & st.stratum.isna()]
+        head = head.assign(value=[NA if pd.isna(v) else v for v in head["value"]])  # undefined: NA, note says why
         lines += _table(head[["comparison", "statistic", "budget", "value", "note"]].fillna("")) + [""]
     pool_len = float(np.mean(length)) if len(length) else np.nan
     pool_sources = pd.Series([pool_source(i) for i in sc["id"]]).value_counts(normalize=True)

@@ -21,8 +21,9 @@ COLUMNS = ["strategy", "budget", "seed", "task", "metric", "value"]
 
 
 def write_csv(df: pd.DataFrame, path: str) -> None:
+    """CSV written atomically; an undefined number (NaN) is written as NA (table.csv's note says why)."""
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
+        df.to_csv(tmp, index=False, na_rep="NA")
 
 
 def read_metrics(metric_files: list[str]) -> pd.DataFrame:

@@ -88,6 +88,23 @@ def test_aggregate_writes_paired_columns(tmp_path):
     tab = pd.read_csv(tmp_path / "table.csv")
     assert {"n", "ci95_low", "diff_random", "p_random", "diff_random_10x", "p_random_10x"} <= set(tab.columns)
     assert len(pd.read_csv(tmp_path / "summary.csv")) == len(df)
+    # an undefined number is written NA (not an empty cell), and the row's note says why (issue 26)
+    raw = pd.read_csv(tmp_path / "table.csv", keep_default_na=False, dtype=str).set_index(["strategy", "budget"])
+    full = raw.loc[("full", "1.0")]
+    assert (full.ci95_low, full.ci95_high) == ("NA", "NA") and full.note == "one seed: no interval"
+    # three seeds and three pairs with random and random_10x; the full pool has one seed, so one pair
+    assert raw.loc[("top_influence", "0.01"), "note"] == "one pair with full: no interval, p or mde"
+
+
+def test_a_single_pair_and_a_missing_random_arm_are_noted():
+    df = pd.DataFrame([("random", 0.01, 0, "t", "m", 1.0), ("cci", 0.01, 0, "t", "m", 2.0),
+                       ("cci", 0.01, 1, "t", "m", 2.5), ("top_influence", 0.05, 0, "t", "m", 3.0),
+                       ("top_influence", 0.05, 1, "t", "m", 3.5)], columns=COLUMNS)
+    tab = summarise(df).set_index(["strategy", "budget"])
+    assert tab.loc[("cci", 0.01), "note"] == "one pair with random: no interval, p or mde"
+    assert tab.loc[("top_influence", 0.05), "note"] == (
+        "no random arm at budget 0.05: add random to selection.strategies")
+    assert tab.loc[("random", 0.01), "note"] == "one seed: no interval"
 
 
 def test_aggregate_input_errors_name_the_file(tmp_path):

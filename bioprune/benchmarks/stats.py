@@ -133,4 +133,24 @@ def summarise(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
             p = pd.DataFrame(columns=["strategy", "_b", "task", "metric", *paired_cols(b)])
         tab = tab.merge(p, on=["strategy", "_b", "task", "metric"], how="left")
         tab[f"n_pairs_{b}"] = tab[f"n_pairs_{b}"].fillna(0).astype(int)
+    tab["note"] = [undefined_note(r) for r in tab.to_dict("records")]
     return tab.drop(columns="_b")
+
+
+def undefined_note(row: dict) -> str:
+    """Why a row's interval, paired differences or mde are undefined (NA in table.csv); '' when all are
+    defined. Rows with no baseline at their budget (reference rows, the baselines themselves) are not
+    noted for it: their empty paired columns say there is nothing to pair."""
+    why = []
+    if row["n"] == 0:
+        why.append("no finite value")
+    elif row["n"] == 1:
+        why.append("one seed: no interval")
+    for b in BASELINES:
+        pairs = row.get(f"n_pairs_{b}", 0)
+        if pairs == 1:
+            why.append(f"one pair with {b}: no interval, p or mde")
+    if row["_b"] and row["strategy"] not in BASELINES and row.get("n_pairs_random", 0) == 0 \
+            and row["task"] != "training":
+        why.append(f"no random arm at budget {row['_b']}: add random to selection.strategies")
+    return "; ".join(why)
