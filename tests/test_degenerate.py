@@ -217,3 +217,24 @@ def test_dsub_of_one_and_a_shard_emptied_by_the_leakage_gate_still_score_every_s
     merge_scores([str(tmp_path / f"s{k}.h5") for k in range(2)], str(tmp_path / "sc.h5"))
     sc = read_scores(str(tmp_path / "sc.h5"))
     assert sorted(sc["id"]) == sorted(kept) and np.isfinite(sc["score"]).all() and int(sc["in_subset"].sum()) == 1
+
+
+@pytest.mark.parametrize("case", ["tied", "fewer_than_bins", "one_length"])
+@pytest.mark.parametrize("strategy,stratify", [("top_influence", None), ("top_influence", "length"), ("cci", None),
+                                               ("cci", "length"), ("random", None), ("grad_norm", None),
+                                               ("random_10x", None)])
+def test_selection_on_degenerate_scores_returns_exactly_the_budget(case, strategy, stratify):
+    """All scores tied, fewer sequences than CCI bins or length strata, one length class: every strategy
+    returns exactly k distinct positions (k = round-half-up(budget x n), x10 for random_10x)."""
+    from bioprune.selections import select_indices
+
+    n = {"tied": 40, "fewer_than_bins": 12, "one_length": 40}[case]
+    rng = np.random.default_rng(1)
+    score = np.ones(n) if case == "tied" else rng.random(n)
+    length = np.full(n, 64) if case == "one_length" else 20 + np.arange(n)
+    sc = {"id": [f"s{i}" for i in range(n)], "score": score, "length": length, "grad_sqnorm": rng.random(n)}
+    cci = {"beta": 0.1, "bins": 50, "bin_edge": "inclusive", **({"stratify_by": stratify} if stratify else {})}
+    top = {"stratify_by": stratify} if stratify else None
+    idx = np.asarray(select_indices(strategy, sc, n, 0.1, 0, cci, None, top_influence=top, length_strata=10))
+    k = budget_size(n, 0.1, strategy)
+    assert len(idx) == k == len(set(idx.tolist())) and ((0 <= idx) & (idx < n)).all()
