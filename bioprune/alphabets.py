@@ -102,3 +102,17 @@ def encode(seq: str, molecule: str) -> np.ndarray:
 def alphabet_name(molecule: str) -> str:
     """A short, stable name stored in HDF5 attrs and checkpoints."""
     return {"rna": "bioprune-rna-v1", "protein": "esm2-protein"}[molecule]
+
+
+def kmer_codes(seq: str, k: int, letters: str) -> np.ndarray:
+    """Integer codes (base len(letters), first letter most significant) of the overlapping k-mers of
+    `seq` made of `letters` only (case-insensitive); windows with any other character are skipped."""
+    lut = np.full(256, -1, dtype=np.int64)
+    for i, c in enumerate(letters):
+        lut[ord(c)] = i
+    x = lut[np.frombuffer(seq.upper().encode("ascii"), np.uint8)]
+    if len(x) < k:
+        return np.zeros(0, dtype=np.int64)
+    win = np.lib.stride_tricks.sliding_window_view(x, k)
+    win = win[(win >= 0).all(1)]
+    return win @ (len(letters) ** np.arange(k - 1, -1, -1))

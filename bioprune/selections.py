@@ -15,6 +15,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from .alphabets import kmer_codes
 from .errors import BiopruneError
 from .selection_io import mmseqs_representatives, read_selection, write_selection  # noqa: F401 (re-exported)
 from .selection_stream import DROPPED, CCIPlan, Column, Grouped, as_column, check_cci, top_by_group, top_k_stream
@@ -155,19 +156,11 @@ def kmer_entropy(seqs: list[str], k: int, letters: str) -> np.ndarray:
     only): -sum_w p_w log2 p_w with p_w = count(w) / number of k-mers; 0 for a sequence with none."""
     if int(k) < 1:
         raise BiopruneError(f"config key selection.degenerate.k: {k} must be >= 1")
-    lut = np.full(256, -1, dtype=np.int64)
-    for i, c in enumerate(letters):
-        lut[ord(c)] = i
-    V = len(letters)
     out = np.zeros(len(seqs))
     for n, s in enumerate(seqs):
-        x = lut[np.frombuffer(s.upper().encode("ascii"), np.uint8)]
-        if len(x) < k:
-            continue
-        win = np.lib.stride_tricks.sliding_window_view(x, k)
-        win = win[(win >= 0).all(1)]
-        if len(win):
-            _, c = np.unique(win @ (V ** np.arange(k - 1, -1, -1)), return_counts=True)
+        codes = kmer_codes(s, int(k), letters)
+        if len(codes):
+            _, c = np.unique(codes, return_counts=True)
             p = c / c.sum()
             out[n] = float(-(p * np.log2(p)).sum()) + 0.0
     return out

@@ -40,7 +40,7 @@ import math
 
 import numpy as np
 
-from ..alphabets import PROTEIN_STANDARD, RNA_STANDARD
+from ..alphabets import PROTEIN_STANDARD, RNA_STANDARD, kmer_codes
 from ..errors import BiopruneError
 
 log = logging.getLogger(__name__)
@@ -234,20 +234,12 @@ def fit_kmer_baseline(ids: list[str], seqs: list[str], molecule: str, max_val: i
 def kmer_profiles(seqs: list[str], molecule: str) -> np.ndarray:
     """k-mer frequency profiles (PROBE_K; standard letters only; counts / number of k-mers)."""
     letters, k = STANDARD[molecule], PROBE_K[molecule]
-    lut = np.full(256, -1, dtype=np.int64)
-    for i, c in enumerate(letters):
-        lut[ord(c)] = i
-    V = len(letters)
-    out = np.zeros((len(seqs), V**k))
+    out = np.zeros((len(seqs), len(letters) ** k))
     for n, s in enumerate(seqs):
-        x = lut[np.frombuffer(s.upper().encode("ascii"), np.uint8)]
-        if len(x) < k:
-            continue
-        win = np.lib.stride_tricks.sliding_window_view(x, k)
-        win = win[(win >= 0).all(1)]
-        if len(win):
-            np.add.at(out[n], win @ (V ** np.arange(k - 1, -1, -1)), 1.0)
-            out[n] /= len(win)
+        codes = kmer_codes(s, k, letters)
+        if len(codes):
+            np.add.at(out[n], codes, 1.0)
+            out[n] /= len(codes)
     return out
 
 
