@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: demo test install sysdeps lint report dag resources resources-medium clean mutants
+.PHONY: demo study test install sysdeps lint report dag resources resources-medium clean mutants
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,15 @@ demo: install
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES)
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --report results/report.html
 	@echo "done: results/benchmark/table.csv and results/report.html"
+
+# The CPU study (experiments/cpu_study.yaml, docs/CPU_STUDY.md): the controls and every strategy with
+# 5x longer pretraining; about an hour on 2 cores. Results in results_study/.
+study: install
+	@$(MAKE) --no-print-directory sysdeps DEBTOOLS=mmseqs:mmseqs2
+	@command -v mmseqs >/dev/null || { echo "make study: MMseqs2 is needed (leakage gate, probe splits, cluster)"; exit 2; }
+	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --configfile experiments/cpu_study.yaml
+	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --configfile experiments/cpu_study.yaml --report results_study/report.html
+	@echo "done: results_study/benchmark/table.csv, verdict.txt and report.html"
 
 test: install sysdeps
 	$(BIN)/python -m pytest -q

@@ -58,10 +58,11 @@ def read_metrics(metric_files: list[str]) -> pd.DataFrame:
     return df.drop(columns="_file")
 
 
-def aggregate(metric_files: list[str], summary: str, table: str) -> pd.DataFrame:
+def aggregate(metric_files: list[str], summary: str, table: str, verdict_path: str | None = None) -> pd.DataFrame:
     """summary.csv = every row; table.csv = per strategy, budget, task and metric: n, mean, 95% t-interval
-    (NaN for one seed) and the paired differences to random and random_10x at the same budget
-    (bioprune.benchmarks.stats)."""
+    (NaN for one seed), the paired differences to random and random_10x at the same budget and to the
+    full pool, with their minimum detectable effects (bioprune.benchmarks.stats); `verdict_path` the
+    plain-text verdict (verdict())."""
     from .benchmarks.stats import summarise
 
     df = read_metrics(metric_files)
@@ -69,7 +70,73 @@ def aggregate(metric_files: list[str], summary: str, table: str) -> pd.DataFrame
     write_csv(df, summary)
     tab = summarise(df)
     write_csv(tab, table)
+    if verdict_path:
+        with atomic_path(verdict_path) as tmp:
+            Path(tmp).write_text(verdict(tab))
     return tab
+
+
+LOWER_IS_BETTER = ("perplexity", "mlm_loss")
+VERDICT_METRICS = {"perplexity": "perplexity", "rna_type": "accuracy", "protein_loc": "accuracy",
+                   "rna_ss": "bp_f1", "protein_ss": "q3"}
+SIGNIFICANT = 0.05
+
+
+def _num(x: float) -> str:
+    return "nan" if not np.isfinite(x) else f"{x:.3g}" if abs(x) < 0.01 and x != 0 else f"{x:.3f}"
+
+
+def _p(x: float) -> str:
+    return "nan" if not np.isfinite(x) else f"{x:.2g}"
+
+
+def _contrast(r: pd.Series, base: str, metric: str) -> str:
+    """One paired comparison in words: the difference, its p and, when not significant, what could be missed."""
+    d, p, mde, n = r[f"diff_{base}"], r[f"p_{base}"], r[f"mde_{base}"], int(r[f"n_pairs_{base}"])
+    if n < 2 or not np.isfinite(p):
+        return f"{_num(d)} ({n} pair{'s' if n != 1 else ''}: no test)"
+    if p < SIGNIFICANT:
+        better = (d < 0) == (metric in LOWER_IS_BETTER)
+        return f"{'better' if better else 'worse'} by {_num(abs(d))} (paired p {_p(p)}, n {n})"
+    return (f"no difference larger than {_num(mde)} could be detected (observed {_num(d)}, paired p {_p(p)}, "
+            f"n {n}; mde at 80% power)")
+
+
+def verdict(tab: pd.DataFrame) -> str:
+    """What the study can see and what it saw, per task's headline metric: the controls first (degenerate
+    vs random, full pool vs random, full pool vs the k-mer baseline), then every strategy against random
+    and random_10x at its budget, in terms of paired differences, p and minimum detectable effects."""
+    out = []
+    for task, metric in VERDICT_METRICS.items():
+        g = tab[(tab.task == task) & (tab.metric == metric)]
+        if g.empty:
+            continue
+        arms = g[~g.strategy.isin(["kmer_baseline", "nearest_neighbour", "rnafold", "full"])]
+        out.append(f"{task} {metric} ({'lower' if metric in LOWER_IS_BETTER else 'higher'} is better)")
+        full, kmer = g[g.strategy == "full"], g[g.strategy == "kmer_baseline"]
+        out.append("  controls:")
+        for _, r in arms[arms.strategy == "degenerate"].iterrows():
+            sep = "separated" if r["p_random"] < SIGNIFICANT else "NOT separated"
+            out.append(f"    degenerate vs random at {r['budget']:g}: {_contrast(r, 'random', metric)} -> {sep}")
+        for _, r in arms[arms.strategy == "random"].iterrows():
+            if r["n_pairs_full"] > 0:  # random - full, said as full vs random
+                flip = r.copy()
+                flip["diff_full"] = -r["diff_full"]
+                sep = "separated" if r["p_full"] < SIGNIFICANT else "NOT separated"
+                out.append(f"    full pool vs random at {r['budget']:g}: {_contrast(flip, 'full', metric)} -> {sep}")
+        if len(full) and len(kmer):
+            f, k = float(full["mean"].iloc[0]), float(kmer["mean"].iloc[0])
+            beats = (f < k) if metric in LOWER_IS_BETTER else (f > k)
+            out.append(f"    full pool {_num(f)} vs kmer_baseline {_num(k)}: the models "
+                       f"{'beat' if beats else 'do NOT beat'} counting k-mers")
+        out.append("  strategies:")
+        for _, r in arms[~arms.strategy.isin(["random", "degenerate"])].iterrows():
+            parts = [f"vs random {_contrast(r, 'random', metric)}"]
+            if r.strategy != "random_10x" and r["n_pairs_random_10x"] > 0:
+                parts.append(f"vs random_10x {_contrast(r, 'random_10x', metric)}")
+            out.append(f"    {r.strategy} {r['budget']:g}: mean {_num(r['mean'])}; " + "; ".join(parts))
+        out.append("")
+    return "\n".join(out) if out else "no headline metric in the table\n"
 
 
 def _save(fig, path: str) -> None:
@@ -106,12 +173,12 @@ def plot_scores(scores_path: str, selections: dict[str, str], hist_path: str, le
     _save(fig, length_path)
 
 
-DIAGNOSTIC_METRICS = ("n_test", "threshold")
+DIAGNOSTIC_METRICS = ("n_test", "threshold", "kmer_h", "kmer_val_loss")
 
 
 def plot_metrics(table_path: str, out: str) -> None:
     """One panel per (task, metric): mean and 95% CI per strategy and budget (points, not bars from
-    zero, so small differences stay visible); the RNAfold and nearest-neighbour references are
+    zero, so small differences stay visible); the RNAfold, nearest-neighbour and k-mer references are
     drawn as dashed lines; budgets with several values are joined per strategy (a pruning curve)."""
     tab = pd.read_csv(table_path)
     tab = tab[~tab["metric"].isin(DIAGNOSTIC_METRICS)]
@@ -121,7 +188,8 @@ def plot_metrics(table_path: str, out: str) -> None:
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False)
     for ax, (task, metric) in zip(axes[0], keys):
         g = tab[(tab.task == task) & (tab.metric == metric)]
-        refs = {"rnafold": ("RNAfold MFE", "tab:red"), "nearest_neighbour": ("nearest neighbour", "tab:green")}
+        refs = {"rnafold": ("RNAfold MFE", "tab:red"), "nearest_neighbour": ("nearest neighbour", "tab:green"),
+                "kmer_baseline": ("k-mer baseline", "tab:purple")}
         ref = g[g.strategy.isin(list(refs))]
         g = g[~g.strategy.isin(list(refs))].reset_index(drop=True)
         budgets = pd.to_numeric(g["budget"], errors="coerce")
@@ -144,7 +212,7 @@ def plot_pruning_curves(table_path: str, out: str) -> None:
     pruning study leads with. random_10x is drawn at ten times its nominal budget (what it holds)."""
     tab = pd.read_csv(table_path)
     tab = tab[~tab["metric"].isin(DIAGNOSTIC_METRICS)]
-    tab = tab[~tab.strategy.isin(["rnafold", "nearest_neighbour", "full"])].copy()
+    tab = tab[~tab.strategy.isin(["rnafold", "nearest_neighbour", "kmer_baseline", "full"])].copy()
     tab["size"] = pd.to_numeric(tab["budget"], errors="coerce") * np.where(tab.strategy == "random_10x", 10, 1)
     tab = tab[tab.task != "training"]  # token counts per arm (task training) are not quality metrics
     keys = list(tab.groupby(["task", "metric"]).groups)

@@ -1,4 +1,5 @@
-"""Coreset selection from self-influence scores: Top-I, CCI and baselines (random, 10x random, GraNd, clusters).
+"""Coreset selection from self-influence scores: Top-I, CCI and baselines (random, 10x random, GraNd, clusters),
+and the degenerate control (the lowest-complexity sequences: kmer_entropy).
 
 Budgets are fractions of the scored pool: k = round-half-up(budget x N) (fraction_count), and every
 strategy returns exactly k ids, in a deterministic order. CCI drops the same count of top scores
@@ -20,7 +21,7 @@ from .selection_stream import DROPPED, CCIPlan, Column, Grouped, as_column, chec
 from .strata import StrataPlan
 
 log = logging.getLogger(__name__)
-STRATEGIES = ("top_influence", "cci", "random", "random_10x", "grad_norm", "cluster")
+STRATEGIES = ("top_influence", "cci", "random", "random_10x", "grad_norm", "cluster", "degenerate")
 STRATIFY = ("none", "length")
 NUMERIC = ("score", "grad_sqnorm", "length")  # the columns select_indices reads block by block
 
@@ -149,6 +150,35 @@ def _cci_in_groups(src: Grouped, sizes: np.ndarray, k: int, beta: float, n_bins:
     return plan.pick(src, bins.ravel(), draws)
 
 
+def kmer_entropy(seqs: list[str], k: int, letters: str) -> np.ndarray:
+    """Per sequence, the Shannon entropy in bits of its overlapping k-mers (those made of `letters`
+    only): -sum_w p_w log2 p_w with p_w = count(w) / number of k-mers; 0 for a sequence with none."""
+    if int(k) < 1:
+        raise BiopruneError(f"config key selection.degenerate.k: {k} must be >= 1")
+    lut = np.full(256, -1, dtype=np.int64)
+    for i, c in enumerate(letters):
+        lut[ord(c)] = i
+    V = len(letters)
+    out = np.zeros(len(seqs))
+    for n, s in enumerate(seqs):
+        x = lut[np.frombuffer(s.upper().encode("ascii"), np.uint8)]
+        if len(x) < k:
+            continue
+        win = np.lib.stride_tricks.sliding_window_view(x, k)
+        win = win[(win >= 0).all(1)]
+        if len(win):
+            _, c = np.unique(win @ (V ** np.arange(k - 1, -1, -1)), return_counts=True)
+            p = c / c.sum()
+            out[n] = float(-(p * np.log2(p)).sum()) + 0.0
+    return out
+
+
+def select_degenerate(complexity, k: int) -> np.ndarray:
+    """The degenerate control: the k sequences of lowest complexity (ties by position), sorted."""
+    c = np.asarray(complexity, dtype=float)
+    return np.sort(np.argsort(c, kind="stable")[:k])
+
+
 def length_strata(lengths, n_strata: int) -> np.ndarray:
     """Quantile strata of length, labelled 0..m-1 from short to long.
 
@@ -264,6 +294,10 @@ def select_indices(strategy: str, scores: dict, n: int, budget: float, seed: int
             idx = select_cci_stratified(plan.grouped(scores["score"]), plan.sizes, k, *args)
         else:
             idx = select_cci(scores["score"], k, *args)
+    elif strategy == "degenerate":
+        if "complexity" not in scores:
+            raise BiopruneError("strategy degenerate needs each sequence's complexity (selection.degenerate)")
+        idx = select_degenerate(scores["complexity"], k)
     elif strategy == "cluster":
         if representatives is None:
             raise BiopruneError("strategy cluster needs the MMseqs2 representatives file")

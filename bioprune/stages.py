@@ -97,6 +97,12 @@ def nearest_neighbour(out: str, params: dict) -> None:
     write_metrics(out, "nearest_neighbour", "", 0, nearest_neighbour_reference(params))
 
 
+def kmer_baseline(shards: list[str], holdout: str, out: str, params: dict) -> None:
+    from .benchmarks.kmer import kmer_baseline_rows
+
+    write_metrics(out, "kmer_baseline", "", 0, kmer_baseline_rows(shards, holdout, params))
+
+
 def reference(shards: list[str], model: str, curves: str, params: dict) -> None:
     from .reference import build_reference
 
@@ -162,6 +168,24 @@ def cluster(shards: list[str], out: str, params: dict, threads: int = 1) -> None
     log.info("cluster: %d representatives of %d sequences at identity %.2f", n, len(ids), params["identity"])
 
 
+def pool_complexity(shards: list[str], ids: list[str], k: int) -> np.ndarray:
+    """k-mer entropy (selections.kmer_entropy) of every scored id, in the scores' order, read from the shards."""
+    import numpy as np
+
+    from .alphabets import PROTEIN_STANDARD, RNA_STANDARD
+    from .pretraining import load_sequences
+    from .selections import kmer_entropy
+    from .shards import shard_molecule
+
+    letters = RNA_STANDARD if shard_molecule(shards[0]) == "rna" else PROTEIN_STANDARD
+    s_ids, seqs = load_sequences(shards, None)
+    ent = dict(zip(s_ids, kmer_entropy(seqs, k, letters)))
+    missing = [i for i in ids if i not in ent]
+    if missing:
+        raise BiopruneError(f"degenerate: {len(missing)} scored ids are not in the shards (e.g. {missing[:3]})")
+    return np.array([ent[i] for i in ids])
+
+
 def select(scores_path: str, shards: list[str], out: str, fasta: str, params: dict, budget: float, seed: int,
            representatives: str | None = None, table: str | None = None, export: dict | None = None) -> None:
     """Select on the scores' numeric columns read block by block (ids only for `cluster`), then write
@@ -177,9 +201,11 @@ def select(scores_path: str, shards: list[str], out: str, fasta: str, params: di
     strategy = params["strategy"]
     reps = open(representatives).read().split() if representatives else None
     kw = dict(top_influence=params.get("top_influence"), length_strata=params.get("length_strata", 10))
-    if strategy == "cluster":
+    if strategy in ("cluster", "degenerate"):
         sc = read_scores(scores_path)
         n, sc_attrs = len(sc["id"]), sc["attrs"]
+        if strategy == "degenerate":
+            sc["complexity"] = pool_complexity(shards, sc["id"], int(params.get("degenerate", {}).get("k", 3)))
         idx = select_indices(strategy, sc, n, budget, seed, params.get("cci"), reps, **kw)
     else:
         with score_columns(scores_path) as (sc, n, sc_attrs):

@@ -30,6 +30,28 @@ rule benchmark:
         "../workflow_scripts/benchmark.py"
 
 
+rule kmer_baseline:
+    input:
+        shards=shard_files(),
+        holdout=f"{R}/shards/holdout.h5",
+        evals=eval_files(),
+        splits=split_files(),
+    output:
+        f"{R}/metrics/kmer_baseline.csv",
+    log:
+        f"{R}/logs/kmer_baseline.log",
+    conda:
+        "../envs/core.yaml"
+    threads: job_threads("kmer_baseline")
+    resources:
+        mem_mb=job_mem_mb("kmer_baseline"),
+        runtime=job_runtime("kmer_baseline"),
+    params:
+        benchmark=benchmark_params(config),
+    script:
+        "../workflow_scripts/kmer_baseline.py"
+
+
 rule rnafold:
     input:
         f"{config['benchmark']['resources']}/rna/ss_eval.tsv.gz",
@@ -55,6 +77,7 @@ rule aggregate:
     output:
         summary=report(f"{R}/benchmark/summary.csv", caption="../report/summary.rst", category="Benchmarks"),
         table=report(f"{R}/benchmark/table.csv", caption="../report/table.rst", category="Benchmarks"),
+        verdict=report(f"{R}/benchmark/verdict.txt", caption="../report/verdict.rst", category="Benchmarks"),
     log:
         f"{R}/logs/aggregate.log",
     localrule: True

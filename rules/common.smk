@@ -70,8 +70,10 @@ INGEST_SPANS = ingest_spans(config)
 
 
 wildcard_constraints:
-    strategy="|".join(["top_influence", "cci", "random", "random_10x", "grad_norm", "cluster"]),
-    model_strategy="|".join(["top_influence", "cci", "random", "random_10x", "grad_norm", "cluster", "full"]),
+    strategy="|".join(["top_influence", "cci", "random", "random_10x", "grad_norm", "cluster", "degenerate"]),
+    model_strategy="|".join(
+        ["top_influence", "cci", "random", "random_10x", "grad_norm", "cluster", "degenerate", "full"]
+    ),
     budget=r"[0-9.e-]+",
     seed=r"\d+",
     rseed=r"\d+",
@@ -88,6 +90,7 @@ JOB_RESOURCES = {
     "leakage_gate": (4, 8000, 120),
     "probe_split": (2, 4000, 30),
     "nearest_neighbour": (1, 4000, 30),
+    "kmer_baseline": (1, 8000, 30),
     "reference": (4, 16000, 240),
     "curvature": (4, 16000, 240),
     "sketch": (4, 16000, 240),
@@ -254,6 +257,8 @@ def metric_files():
     files = [f"{R}/metrics/{s}_{b}_seed{seed}.csv" for s, b, seed in model_ids()]
     if config["benchmark"]["nearest_neighbour"] and LABELLED_TASKS:
         files.append(f"{R}/metrics/nearest_neighbour.csv")
+    if config["benchmark"]["kmer_baseline"] and ("perplexity" in config["benchmark"]["tasks"] or LABELLED_TASKS):
+        files.append(f"{R}/metrics/kmer_baseline.csv")
     if MOLECULE == "rna" and config["benchmark"]["rnafold"] and "rna_ss" in config["benchmark"]["tasks"]:
         files.append(f"{R}/metrics/rnafold.csv")
     return files

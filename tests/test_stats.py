@@ -151,3 +151,81 @@ def test_write_ledger_flops_from_checkpoints_curves_and_sketches(tmp_path):
     assert top.pretrain_flops_vs_full == pytest.approx(500 / 20000)
     assert top.total_s == 10 + 5 + 1 + 1 + 3 + 2
     assert led.loc["full"].scoring_flops == 0 and out.read_text().startswith("strategy,budget,seed")
+
+
+# --- power: minimum detectable effects (mde_* columns) -------------------------------------------------
+
+def test_mde_against_the_closed_form():
+    from bioprune.benchmarks.stats import mde_closed_form, mde_paired, power_paired
+
+    t975_2, t80_2 = T975_2, 1.0606601717798212  # t(0.975, 2), t(0.8, 2)
+    assert mde_closed_form(2.0, 3) == pytest.approx((t975_2 + t80_2) * 2.0 / math.sqrt(3))
+    for n in (2, 3, 5, 10):
+        exact = mde_paired(1.0, n)
+        assert power_paired(exact, 1.0, n) == pytest.approx(0.8, abs=1e-9)
+        assert exact > mde_closed_form(1.0, n)  # the approximation is optimistic for few pairs
+    for n in (30, 100):  # and converges to the exact value
+        assert mde_paired(1.0, n) == pytest.approx(mde_closed_form(1.0, n), rel=1e-3)
+    assert mde_paired(3.0, 5) == pytest.approx(3 * mde_paired(1.0, 5))  # linear in sd
+    assert math.isnan(mde_paired(1.0, 1)) and mde_paired(0.0, 3) == 0.0
+
+
+def simulated_studies(delta: float, sd: float, n: int, studies: int, rng) -> pd.DataFrame:
+    """`studies` independent studies (one metric name each) of n seeds: random, and x = random + delta + noise."""
+    rows = []
+    for k in range(studies):
+        base = rng.normal(10.0, 5.0, n)  # large seed-to-seed variance that pairing cancels
+        x = base + delta + rng.normal(0.0, sd, n)
+        for seed in range(n):
+            rows.append(("random", 0.01, seed, "sim", f"m{k}", base[seed]))
+            rows.append(("x", 0.01, seed, "sim", f"m{k}", x[seed]))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def test_mde_column_predicts_the_detection_rate():
+    """Plant a paired difference of the mde column's size in 400 simulated 3-seed studies: the paired
+    test detects it (p < 0.05) in 80% of them, within 10 points; half of it and none are detected at
+    the rates power_paired predicts."""
+    from bioprune.benchmarks.stats import power_paired
+
+    sd, n = 0.5, 3
+    pilot = pd.DataFrame([("random", 0.01, s, "sim", "m", 0.0) for s in range(n)]
+                         + [("x", 0.01, s, "sim", "m", d) for s, d in enumerate([-sd, 0.0, sd])], columns=COLUMNS)
+    mde = float(summarise(pilot).set_index("strategy").loc["x", "mde_random"])  # paired sd exactly 0.5
+    rng = np.random.default_rng(24)
+    for planted, expected in ((mde, 0.8), (mde / 2, power_paired(mde / 2, sd, n)), (0.0, 0.05)):
+        tab = summarise(simulated_studies(planted, sd, n, 400, rng))
+        x = tab[tab.strategy == "x"]
+        assert len(x) == 400 and (x["n_pairs_random"] == n).all()
+        rate = float((x["p_random"] < 0.05).mean())
+        assert abs(rate - expected) <= 0.10, (planted, rate, expected)
+
+
+def test_full_pool_is_paired_across_budgets():
+    df = metrics_frame()
+    df = pd.concat([df, pd.DataFrame([("full", 1.0, s, "rna_type", "accuracy", 50.0 + s) for s in (1, 2)],
+                                     columns=COLUMNS)])
+    tab = summarise(df).set_index(["strategy", "budget"])
+    r = tab.loc[("random", 0.01)]
+    # random 0.01 seeds 0, 1, 2 = 10, 20, 40; full seeds 0, 1, 2 = 99, 51, 52
+    assert r["n_pairs_full"] == 3 and r["diff_full"] == pytest.approx(np.mean([10 - 99, 20 - 51, 40 - 52]))
+    assert "mde_full" in tab.columns and "mde_random" in tab.columns
+    assert math.isnan(tab.loc[("full", 1.0), "diff_full"])  # no self-comparison
+
+
+def test_verdict_names_controls_and_detectable_effects():
+    from bioprune.report import verdict
+
+    rows = []
+    for seed, base in enumerate([3.70, 3.80, 3.75]):
+        rows += [("random", 0.005, seed, "perplexity", "perplexity", base),
+                 ("degenerate", 0.005, seed, "perplexity", "perplexity", base + 0.5 + 0.01 * seed),
+                 ("cci", 0.005, seed, "perplexity", "perplexity", base + [0.02, -0.03, 0.01][seed]),
+                 ("full", 1.0, seed, "perplexity", "perplexity", base - 0.2 - 0.01 * seed)]
+    rows.append(("kmer_baseline", float("nan"), 0, "perplexity", "perplexity", 3.6))
+    text = verdict(summarise(pd.DataFrame(rows, columns=COLUMNS)))
+    assert "degenerate vs random at 0.005: worse by 0.510" in text and "-> separated" in text
+    assert "full pool vs random at 0.005: better by 0.210" in text
+    assert "full pool 3.540 vs kmer_baseline 3.600: the models beat counting k-mers" in text
+    cci = next(line for line in text.splitlines() if line.strip().startswith("cci"))
+    assert "no difference larger than" in cci and "indistinguishable" not in text

@@ -2,4 +2,4 @@ from bioprune.report import aggregate
 from bioprune.smk import run_script
 
 sm = snakemake  # noqa: F821
-run_script(sm, lambda: aggregate(list(sm.input), sm.output.summary, sm.output.table))
+run_script(sm, lambda: aggregate(list(sm.input), sm.output.summary, sm.output.table, sm.output.verdict))

@@ -89,6 +89,8 @@ def selection_params(config: dict, strategy: str) -> dict:
         p["top_influence"] = dict(s["top_influence"])
     if strategy == "cluster":
         p["cluster"] = dict(s["cluster"])
+    if strategy == "degenerate":
+        p["degenerate"] = dict(s["degenerate"])
     if p.get(strategy, {}).get("stratify_by", "none") != "none":
         p["length_strata"] = s["length_strata"]
     return p
@@ -115,6 +117,7 @@ def benchmark_params(config: dict) -> dict:
     b = dict(config["benchmark"])
     b.pop("rnafold")
     b.pop("nearest_neighbour")
+    b.pop("kmer_baseline")
     b["split_dir"] = f"{config['results']}/benchmark/splits"
     b["molecule"] = config["corpus"]["molecule"]
     b["device"] = config["device"]

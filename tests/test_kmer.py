@@ -1,0 +1,146 @@
+"""k-mer baselines (bioprune.benchmarks.kmer): the interpolated Witten-Bell model against probabilities
+computed by hand on a constructed corpus, the corruption posterior, and the masks it scores on."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bioprune.benchmarks.kmer import (KmerModel, corruption_likelihood, kmer_profiles, masked_cross_entropy,
+                                      masked_positions)
+from bioprune.errors import BiopruneError
+
+# Corpus "AAC", "CAA" over letters A (0), C (1). Unigram: A 4, C 2 (N 6, T 2) so, interpolated with the
+# uniform 1/2: P0(A) = (4 + 2/2) / 8 = 5/8, P0(C) = 3/8.
+A, C = 0, 1
+P0 = np.array([5 / 8, 3 / 8])
+
+
+def model(h: int = 1) -> KmerModel:
+    return KmerModel("AC", h).fit(["AAC", "CAA"])
+
+
+def arr(*v):
+    return np.array(v, dtype=np.int64)
+
+
+def test_unigram_is_witten_bell_over_uniform():
+    p = model(1).predict([arr()], [arr()])
+    assert np.allclose(p, [P0])
+    assert np.allclose(model(0).predict([arr(A)], [arr(A)]), [P0])  # h 0 ignores any context
+
+
+def test_two_sided_context_by_hand():
+    m = model(1)
+    # context A_C: seen once, with x = A (C 1, T 1): P(A) = (1 + 5/8) / 2 = 13/16, P(C) = (0 + 3/8) / 2 = 3/16
+    # context A_A: never seen -> falls back to the unigram
+    p = m.predict([arr(A), arr(A)], [arr(C), arr(A)])
+    assert np.allclose(p[0], [13 / 16, 3 / 16])
+    assert np.allclose(p[1], P0)
+
+
+def test_one_sided_contexts_near_masks_and_ends():
+    m = model(1)
+    # only a right neighbour A: training contexts (0 left, 1 right) with right A: x = A twice, C once
+    # (C 3, T 2): P(A) = (2 + 2 * 5/8) / 5 = 0.65, P(C) = (1 + 2 * 3/8) / 5 = 0.35
+    p = m.predict([arr()], [arr(A)])
+    assert np.allclose(p[0], [0.65, 0.35])
+    # only a left neighbour C: seen once with x = A: (1 + 5/8) / 2
+    p = m.predict([arr(C)], [arr()])
+    assert np.allclose(p[0], [13 / 16, 3 / 16])
+
+
+def test_second_order_interpolates_with_first():
+    # h 2, query A A _ C (two left, one right: the right side ends): chain (0,0) -> (1,1) A_C -> (2,1) AA_C
+    m = KmerModel("AC", 2).fit(["AAC", "CAA", "AAAC"])
+    # recount by hand for the new corpus: unigram A 7, C 3 (N 10, T 2): P0 = ((7 + 1) / 12, (3 + 1) / 12)
+    p0 = np.array([8 / 12, 4 / 12])
+    # (1,1) A_C: "AAC" pos1 -> A; "AAAC" pos2 -> A  (C 2, T 1): P1(A) = (2 + p0A) / 3
+    p1 = np.array([(2 + p0[0]) / 3, (0 + p0[1]) / 3])
+    # (2,1) AA_C: "AAAC" pos2 (left A A, right C) -> A (C 1, T 1): P2 = (1[x=A] + p1) / 2
+    p2 = np.array([(1 + p1[0]) / 2, p1[1] / 2])
+    p = m.predict([arr(A, A)], [arr(C)])
+    assert np.allclose(p[0], p2)
+    assert np.allclose(m.predict([arr(A, A)], [arr(C)], h=1)[0], p1)
+    assert np.isclose(p.sum(), 1.0)
+
+
+def test_corruption_posterior_by_hand():
+    lik = corruption_likelihood("AC", "AC")
+    assert np.allclose(lik[:, 2], 0.8)  # <mask> says nothing about the residue
+    assert np.allclose(lik[:, :2], [[0.15, 0.05], [0.05, 0.15]])  # kept 0.1 + random 0.1 x 1/2
+    m = model(1)
+    # context A_C, prior (13/16, 3/16); observed C: posterior C = 3/16*0.15 / (13/16*0.05 + 3/16*0.15)
+    post_c = (3 / 16 * 0.15) / (13 / 16 * 0.05 + 3 / 16 * 0.15)
+    ce = masked_cross_entropy(m, [(arr(A), arr(C), C, C)])
+    assert math.isclose(ce, -math.log(post_c))
+    ce_mask = masked_cross_entropy(m, [(arr(A), arr(C), 2, A), (arr(), arr(), 2, C)])
+    assert math.isclose(ce_mask, -(math.log(13 / 16) + math.log(3 / 8)) / 2)
+
+
+def test_masked_positions_are_the_mlm_masks():
+    from bioprune.alphabets import get_alphabet
+    from bioprune.batching import mask_by_id, pad_batch
+
+    rng = np.random.default_rng(0)
+    seqs = ["".join(rng.choice(list("ACGU"), n)) for n in (12, 40, 75, 33)]
+    ids = [f"s{i}" for i in range(len(seqs))]
+    pos = masked_positions(ids, seqs, "rna", seed=0)
+    inputs, targets = mask_by_id(pad_batch(seqs, "rna"), ids, "rna", 0)
+    assert len(pos) == int((targets != -100).sum())
+    alpha = get_alphabet("rna")
+    mask_idx = alpha.mask_idx
+    k = 0
+    for r, s in enumerate(seqs):
+        for i in torch.nonzero(targets[r] != -100)[:, 0].tolist():
+            left, right, obs, true = pos[k]
+            k += 1
+            assert "ACGUN"[true] == s[i - 1]  # token i is residue i - 1 (BOS first)
+            assert (obs == 5) == (int(inputs[r, i]) == mask_idx)
+            # the visible context stops at the next masked token or the sequence end
+            j = i - 1 - len(left)
+            assert j == 0 or int(inputs[r, j]) == mask_idx
+            seen = [alpha.get_tok(int(t)) for t in inputs[r]]  # the corrupted input the MLM sees
+            assert ["ACGUN"[v] for v in left] == seen[i - len(left) : i]
+            assert ["ACGUN"[v] for v in right] == seen[i + 1 : i + 1 + len(right)]
+
+
+def test_bad_letters_and_profiles():
+    with pytest.raises(BiopruneError, match="outside"):
+        KmerModel("AC", 1).fit(["AXC"])
+    prof = kmer_profiles(["AAAA", "ACGU"], "rna")
+    assert prof.shape == (2, 64)
+    assert prof[0, 0] == 1.0  # AAA, twice out of two 3-mers
+    assert np.isclose(prof[1].sum(), 1.0)
+
+
+# --- the degenerate control (selections.kmer_entropy / select_degenerate) ----------------------------
+
+def test_kmer_entropy_by_hand():
+    from bioprune.selections import kmer_entropy
+
+    e = kmer_entropy(["AAAAAA", "ACACAC", "ACGUACGU", "AC", "ANNA"], 2, "ACGU")
+    # AAAAAA: one 2-mer -> 0 bits; ACACAC: AC x3, CA x2 -> H(3/5, 2/5); ACGUACGU: AC 2, CG 2, GU 2, UA 1
+    h = lambda *c: -sum(x / sum(c) * math.log2(x / sum(c)) for x in c)  # noqa: E731
+    assert np.allclose(e, [0.0, h(3, 2), h(2, 2, 2, 1), 0.0, 0.0])  # "AC": one 2-mer; "ANNA": none valid
+    with pytest.raises(BiopruneError, match="selection.degenerate.k"):
+        kmer_entropy(["ACGU"], 0, "ACGU")
+
+
+def test_degenerate_takes_the_lowest_complexity_of_a_constructed_pool():
+    from bioprune.selections import kmer_entropy, select_indices
+
+    rng = np.random.default_rng(1)
+    pool = ["".join(rng.choice(list("ACGU"), 60)) for _ in range(40)]
+    repeats = {3: "AU" * 30, 17: "GCG" * 20, 29: "A" * 60, 35: "GGAU" * 15}  # low-complexity members
+    for i, s in repeats.items():
+        pool[i] = s
+    ent = kmer_entropy(pool, 3, "ACGU")
+    picked = select_indices("degenerate", {"complexity": ent}, len(pool), 0.1, seed=0)
+    assert sorted(picked.tolist()) == sorted(repeats)  # budget 10% of 40 = 4: exactly the repeats
+    again = select_indices("degenerate", {"complexity": ent}, len(pool), 0.1, seed=7)
+    assert picked.tolist() == again.tolist()  # no random draw: the same set for every seed
+    with pytest.raises(BiopruneError, match="complexity"):
+        select_indices("degenerate", {"score": ent}, len(pool), 0.1, seed=0)
