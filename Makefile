@@ -22,14 +22,14 @@ install: $(VENV)/.installed
 
 # Debian tools: MMseqs2 (the leakage gate and the homology-aware probe splits: the demo needs it) and,
 # for the tests, SLURM; skipped (with a note) when not root.
-DEBTOOLS ?= mmseqs:mmseqs2 slurmctld:slurm-wlm munged:munge
+DEBTOOLS ?= mmseqs:mmseqs2 slurmctld:slurm-wlm munged:munge chromium:chromium
 sysdeps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; for p in $(DEBTOOLS); do \
 	    command -v $${p%%:*} >/dev/null || missing="$$missing $${p##*:}"; done; \
 	  if [ -n "$$missing" ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
 	    || echo "sysdeps: could not install$$missing; tests that need them will skip"; fi; \
-	else echo "sysdeps: not root or no apt-get; tests that need mmseqs2/slurm will skip"; fi
+	else echo "sysdeps: not root or no apt-get; tests that need mmseqs2/slurm/chromium will skip"; fi
 
 demo: install
 	@$(MAKE) --no-print-directory sysdeps DEBTOOLS=mmseqs:mmseqs2

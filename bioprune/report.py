@@ -82,6 +82,29 @@ VERDICT_METRICS = {"perplexity": "perplexity", "rna_type": "accuracy", "protein_
                    "rna_ss": "bp_f1", "protein_ss": "q3"}
 SIGNIFICANT = 0.05
 
+# unit (or scale) of each metric, for axis labels and the report's tables
+UNITS = {
+    "perplexity": "exp(nats per masked token)",
+    "mlm_loss": "nats per masked token",
+    "kmer_val_loss": "nats per masked token",
+    "accuracy": "fraction of test sequences",
+    "macro_f1": "0-1",
+    "bp_f1": "0-1, base pairs",
+    "q3": "fraction of residues",
+    "tokens_seen": "tokens",
+    "unique_tokens": "tokens",
+    "unique_sequences": "sequences",
+    "n_test": "sequences",
+    "threshold": "probability",
+    "kmer_h": "k-mer order",
+}
+
+
+def metric_label(metric: str) -> str:
+    """`metric (unit)`, e.g. for an axis label; the bare name when no unit is known."""
+    unit = UNITS.get(metric)
+    return f"{metric} ({unit})" if unit else metric
+
 
 def _num(x: float) -> str:
     return "nan" if not np.isfinite(x) else f"{x:.3g}" if abs(x) < 0.01 and x != 0 else f"{x:.3f}"
@@ -159,8 +182,8 @@ def plot_scores(scores_path: str, selections: dict[str, str], hist_path: str, le
         idx = [pos[i] for i in read_selection(path) if i in pos]
         ax.hist(s[idx], bins=bins, histtype="step", lw=1.5, label=f"{name} (n={len(idx)})")
     ax.set_yscale("log")
-    ax.set_xlabel("log10 self-influence score")
-    ax.set_ylabel("sequences")
+    ax.set_xlabel("log10 self-influence score (arbitrary units)")
+    ax.set_ylabel("sequences (count, log scale)")
     ax.legend(fontsize=7)
     _save(fig, hist_path)
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -169,8 +192,8 @@ def plot_scores(scores_path: str, selections: dict[str, str], hist_path: str, le
     why = str(sc["attrs"].get("spearman_score_length_note", "")) or "undefined"
     ax.set_title(f"Spearman(score, length) = {rho:.3f}" if np.isfinite(rho) else f"Spearman(score, length) = NA\n({why})",
                  fontsize=10 if np.isfinite(rho) else 7)
-    ax.set_xlabel("sequence length")
-    ax.set_ylabel("log10 self-influence score")
+    ax.set_xlabel("sequence length (residues, as scored)")
+    ax.set_ylabel("log10 self-influence score (arbitrary units)")
     _save(fig, length_path)
 
 
@@ -186,7 +209,7 @@ def plot_metrics(table_path: str, out: str) -> None:
     tab = tab[tab.task != "training"]  # token counts per arm (task training) are not quality metrics
     keys = list(tab.groupby(["task", "metric"]).groups)
     n = max(1, len(keys))
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False, layout="constrained")
     for ax, (task, metric) in zip(axes[0], keys):
         g = tab[(tab.task == task) & (tab.metric == metric)]
         refs = {"rnafold": ("RNAfold MFE", "tab:red"), "nearest_neighbour": ("nearest neighbour", "tab:green"),
@@ -204,13 +227,19 @@ def plot_metrics(table_path: str, out: str) -> None:
         if len(ref):
             ax.legend(fontsize=6)
         ax.set_xticks(range(len(g)), labels, rotation=60, fontsize=6)
+        ax.set_xlabel("strategy and budget (fraction of the pool)", fontsize=7)
+        ax.set_ylabel(metric_label(metric), fontsize=7)
         ax.set_title(f"{task}: {metric}", fontsize=8)
     _save(fig, out)
 
 
 def plot_pruning_curves(table_path: str, out: str) -> None:
     """Metric vs budget per strategy (log budget axis), one panel per (task, metric): the figure a
-    pruning study leads with. random_10x is drawn at ten times its nominal budget (what it holds)."""
+    pruning study leads with. random_10x is drawn at ten times its nominal budget (what it holds).
+    With one budget each strategy is a single point: drawn as points (no lines), dodged sideways so they
+    do not hide each other; ticks sit only at the sizes drawn, labelled in plain numbers."""
+    from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+
     tab = pd.read_csv(table_path)
     tab = tab[~tab["metric"].isin(DIAGNOSTIC_METRICS)]
     tab = tab[~tab.strategy.isin(["rnafold", "nearest_neighbour", "kmer_baseline", "full"])].copy()
@@ -218,15 +247,27 @@ def plot_pruning_curves(table_path: str, out: str) -> None:
     tab = tab[tab.task != "training"]  # token counts per arm (task training) are not quality metrics
     keys = list(tab.groupby(["task", "metric"]).groups)
     n = max(1, len(keys))
-    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.4), squeeze=False, layout="constrained")
+    one_budget = pd.to_numeric(tab["budget"], errors="coerce").nunique() <= 1
     for ax, (task, metric) in zip(axes[0], keys):
         g = tab[(tab.task == task) & (tab.metric == metric)]
-        for strategy, h in g.groupby("strategy"):
+        groups = list(g.groupby("strategy"))
+        for k, (strategy, h) in enumerate(groups):
             h = h.sort_values("size")
             err = np.nan_to_num(np.vstack([h["mean"] - h["ci95_low"], h["ci95_high"] - h["mean"]]))
-            ax.errorbar(h["size"], h["mean"], yerr=err, marker="o", capsize=2, lw=1, label=strategy)
+            dodge = 10 ** (0.04 * (k - (len(groups) - 1) / 2)) if one_budget else 1.0  # log-axis offset
+            ax.errorbar(h["size"] * dodge, h["mean"], yerr=err, marker="o", capsize=2, lw=1,
+                        ls="none" if one_budget else "-", label=strategy)
         ax.set_xscale("log")
-        ax.set_xlabel("fraction of the pool pretrained on", fontsize=7)
+        sizes = sorted(float(x) for x in g["size"].dropna().unique())
+        if sizes:
+            ax.xaxis.set_major_locator(FixedLocator(sizes))
+            ax.xaxis.set_major_formatter(FixedFormatter([f"{x:g}" for x in sizes]))
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.set_xlim(sizes[0] / 2, sizes[-1] * 2)
+            ax.tick_params(axis="x", labelsize=6, labelrotation=45 if len(sizes) > 4 else 0)
+        ax.set_xlabel("fraction of the pool pretrained on (log scale)", fontsize=7)
+        ax.set_ylabel(metric_label(metric), fontsize=7)
         ax.set_title(f"{task}: {metric}", fontsize=8)
         ax.legend(fontsize=5)
     _save(fig, out)
@@ -249,7 +290,8 @@ def plot_curves(curve_files: dict[str, str], out: str) -> None:
     axes[0].set_title("training MLM loss (smoothed)")
     axes[1].set_title("held-out MLM loss")
     for ax in axes:
-        ax.set_xlabel("step")
+        ax.set_xlabel("optimizer step (symlog scale)")
+        ax.set_ylabel("MLM loss (nats per masked token)")
         ax.set_xscale("symlog")
     axes[1].legend(fontsize=6)
     _save(fig, out)

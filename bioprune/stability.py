@@ -235,7 +235,8 @@ def plot_stability(csv: str, png: str) -> None:
     ax.set_yticks(range(len(acc)), [n.replace("absmax", "") for n in acc.name], fontsize=7)
     ax.set_xlim(min(0.0, min(shown, default=0.0)), 1.35)
     ax.invert_yaxis()
-    ax.set_xlabel("value (Spearman, Jaccard; grey = NA, undefined)")
+    ax.set_xlabel("value (Spearman rho, Jaccard index: unitless, -1 to 1; grey = NA, undefined)")
+    ax.set_ylabel("statistic", fontsize=7)
     ax.set_title("score stability (|Spearman| for length; dashed = target)", fontsize=8)
     names = sorted(set(comp.comparison), key=lambda c: (c != "composition:pool", c))
     sources = sorted(set(comp.stratum))
@@ -247,7 +248,8 @@ def plot_stability(csv: str, png: str) -> None:
         left += vals
     bx.set_yticks(range(len(names)), [c.split(":", 1)[1] for c in names], fontsize=7)
     bx.invert_yaxis()
-    bx.set_xlabel("fraction of the set")
+    bx.set_xlabel("fraction of the set's sequences (0-1)")
+    bx.set_ylabel("set (pool or selection)", fontsize=7)
     bx.set_title("composition by source (id prefix)", fontsize=8)
     if sources:
         bx.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))

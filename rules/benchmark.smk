@@ -8,7 +8,7 @@ rule benchmark:
         report(
             f"{R}/metrics/{{model_strategy}}_{{budget}}_seed{{seed}}.csv",
             caption="../report/model_metrics.rst",
-            category="Benchmarks",
+            category="2. Benchmarks",
             subcategory="per model",
             labels=model_labels,
         ),
@@ -75,9 +75,9 @@ rule aggregate:
     input:
         metric_files(),
     output:
-        summary=report(f"{R}/benchmark/summary.csv", caption="../report/summary.rst", category="Benchmarks"),
-        table=report(f"{R}/benchmark/table.csv", caption="../report/table.rst", category="Benchmarks"),
-        verdict=report(f"{R}/benchmark/verdict.txt", caption="../report/verdict.rst", category="Benchmarks"),
+        summary=report(f"{R}/benchmark/summary.csv", caption="../report/summary.rst", category="2. Benchmarks"),
+        table=report(f"{R}/benchmark/table.csv", caption="../report/table.rst", category="2. Benchmarks"),
+        verdict=report(f"{R}/benchmark/verdict.txt", caption="../report/verdict.rst", category="2. Benchmarks"),
     log:
         f"{R}/logs/aggregate.log",
     localrule: True
@@ -92,8 +92,10 @@ rule plot_scores:
         scores=f"{R}/influence/scores.h5",
         selections=list(plot_selections().values()),
     output:
-        hist=report(f"{R}/plots/score_histogram.png", caption="../report/score_histogram.rst", category="Influence"),
-        length=report(f"{R}/plots/score_vs_length.png", caption="../report/score_vs_length.rst", category="Influence"),
+        hist=report(f"{R}/plots/score_histogram.png", caption="../report/score_histogram.rst", category="3. Influence"),
+        length=report(
+            f"{R}/plots/score_vs_length.png", caption="../report/score_vs_length.rst", category="3. Influence"
+        ),
     log:
         f"{R}/logs/plot_scores.log",
     localrule: True
@@ -110,9 +112,11 @@ rule plot_results:
         table=f"{R}/benchmark/table.csv",
         curves=list(curve_files().values()),
     output:
-        metrics=report(f"{R}/plots/metrics.png", caption="../report/metrics.rst", category="Benchmarks"),
-        pruning=report(f"{R}/plots/pruning_curves.png", caption="../report/pruning_curves.rst", category="Benchmarks"),
-        curves=report(f"{R}/plots/training_curves.png", caption="../report/curves.rst", category="Pretraining"),
+        metrics=report(f"{R}/plots/metrics.png", caption="../report/metrics.rst", category="2. Benchmarks"),
+        pruning=report(
+            f"{R}/plots/pruning_curves.png", caption="../report/pruning_curves.rst", category="2. Benchmarks"
+        ),
+        curves=report(f"{R}/plots/training_curves.png", caption="../report/curves.rst", category="4. Pretraining"),
     log:
         f"{R}/logs/plot_results.log",
     localrule: True
@@ -126,7 +130,7 @@ rule plot_results:
 
 rule versions:
     output:
-        report(f"{R}/benchmark/versions.csv", caption="../report/versions.rst", category="Benchmarks"),
+        report(f"{R}/benchmark/versions.csv", caption="../report/versions.rst", category="2. Benchmarks"),
     log:
         f"{R}/logs/versions.log",
     conda:
@@ -144,7 +148,7 @@ rule resolved_config:
         report(
             f"{R}/config.resolved.yaml",
             caption="../report/config.rst",
-            category="Configuration",
+            category="6. Configuration",
         ),
     log:
         f"{R}/logs/resolved_config.log",
@@ -164,7 +168,7 @@ rule ledger:
         report(
             f"{R}/benchmark/ledger.csv",
             caption="../report/ledger.rst",
-            category="Benchmarks",
+            category="2. Benchmarks",
             labels={"table": "compute ledger"},
         ),
     log:
@@ -177,3 +181,42 @@ rule ledger:
         runtime=job_runtime("ledger"),
     script:
         "../workflow_scripts/ledger.py"
+
+
+# The report's first category: the verdict, the paired table with its power, the ledger and the leakage
+# gate as pages with their numbers in them (Snakemake offers CSV results only as downloads), and the RST
+# fragments that the verdict's caption and the landing page (report/workflow.rst) include.
+rule report_pages:
+    input:
+        table=f"{R}/benchmark/table.csv",
+        verdict=f"{R}/benchmark/verdict.txt",
+        ledger=f"{R}/benchmark/ledger.csv",
+        leakage=f"{R}/leakage/report.csv",
+    output:
+        verdict=report(
+            f"{R}/report/verdict.html",
+            caption="../report/verdict_page.rst",
+            category="1. Verdict",
+            labels={"table": "1 verdict and paired table (with power)"},
+        ),
+        ledger=report(
+            f"{R}/report/ledger.html",
+            caption="../report/ledger.rst",
+            category="1. Verdict",
+            labels={"table": "2 compute ledger"},
+        ),
+        leakage=report(
+            f"{R}/report/leakage.html",
+            caption="../report/leakage.rst",
+            category="1. Verdict",
+            labels={"table": "3 leakage gate"},
+        ),
+        sentences=f"{R}/report/verdict.rst",
+        landing=f"{R}/report/landing.rst",
+    log:
+        f"{R}/logs/report_pages.log",
+    localrule: True
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/report_pages.py"

@@ -358,4 +358,5 @@ def all_targets():
         f"{R}/plots/pruning_curves.png",
         f"{R}/plots/training_curves.png",
         f"{R}/coreset/summary.md",
+        f"{R}/report/verdict.html",
     ]

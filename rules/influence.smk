@@ -116,13 +116,13 @@ rule stability:
         csv=report(
             f"{R}/influence/stability.csv",
             caption="../report/stability.rst",
-            category="Influence",
+            category="3. Influence",
             labels={"figure": "stability table"},
         ),
         png=report(
             f"{R}/plots/stability.png",
             caption="../report/stability.rst",
-            category="Influence",
+            category="3. Influence",
             labels={"figure": "stability"},
         ),
     log:

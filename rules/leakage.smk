@@ -15,7 +15,7 @@ rule leakage_gate:
         report=report(
             f"{R}/leakage/report.csv",
             caption="../report/leakage.rst",
-            category="Leakage",
+            category="5. Leakage",
             labels={"table": "leakage gate"},
         ),
     log:

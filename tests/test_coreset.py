@@ -339,7 +339,7 @@ def test_cli_has_a_subcommand_for_every_workflow_stage():
     # glue rules: ingest's scatter/gather parts run in `bioprune ingest`; copies, plots and the report
     # summary belong to the workflow's bookkeeping
     glue = {"ingest_route", "ingest_gather", "ingest_holdout", "ingest_summary", "primary_scores", "plot_scores",
-            "plot_results", "versions", "resolved_config", "coreset_summary", "coreset", "all"}
+            "plot_results", "versions", "resolved_config", "coreset_summary", "coreset", "report_pages", "all"}
     sub = next(a for a in build_parser()._actions if a.dest == "cmd")
     missing = sorted(r for r in rules - glue if r.replace("_", "-") not in sub.choices)
     assert not missing, missing

@@ -217,3 +217,77 @@ def test_leakage_report_has_rows(run):
     with h5py.File(run / R / "selection/cluster_0.05_seed0.h5") as f:
         # selection draws from the gated pool
         assert int(total.pool_sequences.iloc[0]) - len(excluded) == f.attrs["pool_size"]
+
+
+def browser_dom(html: Path) -> str:
+    """The DOM of a page after its scripts ran, from a real headless browser (chromium)."""
+    chromium = shutil.which("chromium")
+    res = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                          "--virtual-time-budget=10000", "--dump-dom", html.resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "</html>" in res.stdout, res.stderr[-2000:]
+    return res.stdout
+
+
+def page_text(dom: str) -> str:
+    """The visible text of a DOM, whitespace collapsed (scripts and styles dropped)."""
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.parts, self.skip = [], 0
+
+        def handle_starttag(self, tag, attrs):
+            self.skip += tag in ("script", "style")
+
+        def handle_endtag(self, tag):
+            self.skip -= tag in ("script", "style") and self.skip > 0
+
+        def handle_data(self, data):
+            if not self.skip:
+                self.parts.append(data)
+
+    p = Text()
+    p.feed(dom)
+    return " ".join("".join(p.parts).split())
+
+
+@pytest.mark.requires_tool("chromium")
+def test_report_landing_page_states_the_verdict_in_a_browser(run):
+    """Opened in headless chromium, report.html lands on the verdict: the sentence per task with its numbers
+    (means and the paired difference with random), the leakage gate and the compute saved, before the method text; the menu lists 1. Verdict first, and that category holds
+    the paired table, the ledger and the leakage summary as in-page HTML."""
+    from bioprune.report_pages import num, signed
+
+    text = page_text(browser_dom(run / "report.html"))
+    assert "Verdict" in text, text[:2000]
+    tab = pd.read_csv(run / R / "benchmark/table.csv")
+    acc = tab[(tab.task == "rna_type") & (tab.metric == "accuracy")].set_index("strategy")
+    # the verdict sentence for the probe task, with the numbers of table.csv, as rendered in the page
+    sentence = (f"cluster at 0.05 scored {num(acc.loc['cluster', 'mean'])}, vs random {num(acc.loc['random', 'mean'])}: "
+                f"{signed(acc.loc['cluster', 'diff_random'])} (one seed, no test)")
+    assert sentence in text, text[:3000]
+    assert "rna_type (accuracy in fraction of test sequences, higher is better, 1 seed)" in text, text[:3000]
+    leak = pd.read_csv(run / R / "leakage/report.csv")
+    total = leak[(leak.eval_set == "all") & (leak.source == "all")].iloc[0]
+    assert f"Leakage gate: {num(total.removed)} of {num(total.pool_sequences)} pool sequences" in text
+    assert "Compute (scoring + pretraining FLOPs" in text
+    assert text.index(sentence) < text.index("bioprune scores every sequence")  # the verdict leads
+    menu = [c for c in ("1. Verdict", "2. Benchmarks", "3. Influence", "4. Pretraining", "5. Leakage",
+                        "6. Configuration") if c in text]
+    assert menu[0] == "1. Verdict" and sorted(menu, key=text.index) == menu, menu
+
+    html = (run / "report.html").read_text()
+    page = report_item(html, f"{R}/report/verdict.html")
+    assert page["mime_type"] == "text/html" and page["labels"] == {"table": "1 verdict and paired table (with power)"}
+    assert "cluster" in page["caption"] and num(acc.loc["cluster", "mean"]) in page["caption"]  # the sentence
+    body = embedded(page).decode()
+    assert "random MDE" in body and "rna_type: accuracy" in body
+    for name in ("ledger", "leakage"):
+        item = report_item(html, f"{R}/report/{name}.html")
+        assert item["mime_type"] == "text/html" and "<table>" in embedded(item).decode()
+    categories = json.loads(html.split("var categories = ", 1)[1].split(";\n", 1)[0])
+    first = sorted(categories)[0]
+    assert first == "1. Verdict" and {p.rsplit("/", 1)[1] for ps in categories[first].values() for p in ps} == {
+        "verdict.html", "ledger.html", "leakage.html"}
