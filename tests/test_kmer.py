@@ -144,3 +144,20 @@ def test_degenerate_takes_the_lowest_complexity_of_a_constructed_pool():
     assert picked.tolist() == again.tolist()  # no random draw: the same set for every seed
     with pytest.raises(BiopruneError, match="complexity"):
         select_indices("degenerate", {"score": ent}, len(pool), 0.1, seed=0)
+
+
+def test_validation_slice_and_h_choice_on_a_small_pool():
+    from bioprune.benchmarks.kmer import fit_kmer_baseline, validation_split
+
+    ids = [f"r{i}" for i in range(30)]
+    val = validation_split(ids)
+    assert 1 <= val.sum() < len(ids)  # never empty, never everything
+    assert validation_split(ids).tolist() == val.tolist()  # a property of the ids alone
+    rng = np.random.default_rng(3)
+    motif = "".join(rng.choice(list("ACGU"), 12))
+    seqs = [motif * 4 + "".join(rng.choice(list("ACGU"), 10)) for _ in ids]  # a repeated motif: context pays
+    model, losses = fit_kmer_baseline(ids, seqs, "rna", max_val=10, h_max=3)
+    assert set(losses) == {0, 1, 2, 3} and model.h == min(losses, key=lambda h: (losses[h], h))
+    assert losses[model.h] < losses[0]
+    with pytest.raises(BiopruneError, match="validation slice"):
+        fit_kmer_baseline(["only"], ["ACGU"], "rna", max_val=10)

@@ -25,7 +25,8 @@ Perplexity = exp(mean cross-entropy over the masked positions), as for the model
 
 Fitted on the full-pool model's training data (the gated shards). h is chosen on data other than the
 held-out file: a validation slice of the training shards (VAL_MOD: sequences whose id hash falls in
-1 of 50 buckets, at most `max_eval` of them) is held aside, the model is fitted on the rest for every
+1 of 50 buckets, at most `max_eval` of them; in a pool too small for that, the 2% of lowest hash) is
+held aside, the model is fitted on the rest for every
 h in 0..H_MAX, the h with the lowest masked cross-entropy on the slice wins, and the final model is
 refitted on all training sequences with it.
 
@@ -206,10 +207,15 @@ def masked_cross_entropy(model: KmerModel, positions, h: int | None = None) -> f
 
 
 def validation_split(ids: list[str]) -> np.ndarray:
-    """Boolean mask of the validation slice (ids hashed into VAL_MOD buckets, bucket 0)."""
+    """Boolean mask of the validation slice: ids hashed into VAL_MOD buckets, bucket 0; in a pool too
+    small for that bucket to hold any id, the len(ids) // VAL_MOD (at least one) ids of lowest hash."""
     from ..hashing import int_hash
 
-    return np.array([int_hash(i, "kmer_val") % VAL_MOD == 0 for i in ids], dtype=bool)
+    h = [int_hash(i, "kmer_val") for i in ids]
+    val = np.array([x % VAL_MOD == 0 for x in h], dtype=bool)
+    if not val.any() and len(ids) >= 2:
+        val[sorted(range(len(ids)), key=lambda j: (h[j], j))[: max(1, len(ids) // VAL_MOD)]] = True
+    return val
 
 
 def fit_kmer_baseline(ids: list[str], seqs: list[str], molecule: str, max_val: int,
@@ -217,7 +223,7 @@ def fit_kmer_baseline(ids: list[str], seqs: list[str], molecule: str, max_val: i
     """Choose h on the validation slice (fit on the rest), refit on everything: (model, {h: val loss})."""
     h_max = H_MAX[molecule] if h_max is None else int(h_max)
     val = validation_split(ids)
-    if val.sum() == 0 or val.all():
+    if not val.any() or val.all():
         raise BiopruneError(f"k-mer model: the validation slice of {len(ids)} training sequences is empty "
                             "or all of them")
     v_idx = np.flatnonzero(val)[:max_val]
