@@ -59,11 +59,14 @@ def third_party_imports(module: str, seen: set[str]) -> set[str]:
 
 
 def rules_with_env() -> list[tuple[str, str, str]]:
-    """(rule, env file, script) for every rule in rules/*.smk."""
+    """(rule, env file, script) for every rule in rules/*.smk that runs something (a target-only rule
+    such as `coreset`, with input and no script, shell or run, needs no env)."""
     out = []
     for smk in sorted((ROOT / "rules").glob("*.smk")):
         for m in re.finditer(r"^rule (\w+):(.*?)(?=^rule |\Z)", smk.read_text(), re.S | re.M):
             body = m.group(2)
+            if not re.search(r"^\s+(script|shell|run|wrapper|notebook):", body, re.M):
+                continue
             env = re.search(r'conda:\s*\n\s*"\.\./(envs/[\w.]+)"', body)
             script = re.search(r'script:\s*\n\s*"\.\./(workflow_scripts/[\w.]+)"', body)
             out.append((m.group(1), env and env.group(1), script and script.group(1)))

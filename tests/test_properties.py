@@ -10,10 +10,12 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 import torch
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from bioprune.errors import BiopruneError
 from bioprune.h5io import read_str
 from bioprune.hashing import in_holdout, in_subset, route_digests, shard_of, unit_hash
 from bioprune.shards import IngestOptions, ingest
@@ -118,6 +120,12 @@ def test_ingest_roundtrips_any_valid_fasta(data, n_shards, min_len, max_len, hol
     opts = IngestOptions(min_length=min_len, max_length=max_len, holdout_fraction=holdout)
     assume(expected)  # "no sequence survived" is tested in test_ingest
     with tempfile.TemporaryDirectory() as d:
+        if all(destination(s, n_shards, holdout) == n_shards for s in expected.values()):
+            # every kept sequence held out: the pool would be empty, so ingest stops and writes nothing
+            with pytest.raises(BiopruneError, match=r"corpus\.holdout_fraction: all \d+ distinct sequences"):
+                run_ingest(Path(d) / "x", text, n_shards, opts, split)
+            assert not list((Path(d) / "x").glob("*.h5"))
+            return
         shards, hold, stats = run_ingest(Path(d) / "x", text, n_shards, opts, split)
         check_roundtrip(shards, hold, stats, recs, expected, expected_copies, holdout, n_shards)
 
@@ -148,6 +156,7 @@ def test_split_depends_only_on_sequences(ids, data, n1, n2):
     seqs = {i: "ACGU"[k % 4] * (5 + k) for k, i in enumerate(ids)}  # distinct sequences
     perm = data.draw(st.permutations(ids))
     opts = IngestOptions(min_length=1, holdout_fraction=0.3)
+    assume(any(destination(s, 1, 0.3) == 0 for s in seqs.values()))  # an all-held-out pool stops ingest
 
     def layout(d, order, n):
         shards, hold, _ = run_ingest(Path(d), "".join(f">{i}\n{seqs[i]}\n" for i in order), n, opts)

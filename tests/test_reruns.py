@@ -134,7 +134,7 @@ def test_params_check_lists_nothing_for_a_no_op_edit_and_exactly_the_edited(comp
     assert params_changed(wf, noop) == set()
     got = params_changed(wf, edited(base, "selection.cci", beta=0.2))
     R = base["results"]
-    want = {f"{R}/selection/cci_0.05_seed{s}.{ext}" for s in base["seeds"] for ext in ("h5", "fa", "tsv")}
+    want = {f"{R}/selection/cci_0.05_seed{s}.{ext}" for s in base["seeds"] for ext in ("h5", "fa", "tsv", "original.fa")}
     assert got == want | {f"{R}/config.resolved.yaml"}, got
 
 
