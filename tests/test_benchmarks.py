@@ -353,3 +353,20 @@ def test_split_keeps_a_homology_chain_on_one_side():
     df = compute_split("rna_type", rows, SplitParams("rna", 0.9, test_fraction=0.5))
     sides = df.groupby(df["id"].str.split(".").str[0])["split"].agg(set)
     assert all(len(s) == 1 for s in sides) and {x for s in sides for x in s} == {"train", "test"}
+
+
+def test_held_out_families_are_a_seeded_third_of_distinct_classes():
+    """Without benchmark.test_families the rna_ss test classes are len // 3 distinct families (at least one),
+    the same for the same seed; configured families are used as given, unknown ones refused."""
+    from bioprune.benchmarks.splits import held_out_families
+
+    for n_fam, size in ((2, 1), (3, 1), (9, 3), (12, 4)):
+        labels = [f"fam{i}" for i in range(n_fam) for _ in range(3)]
+        picks = [held_out_families(labels, [], seed) for seed in range(20)]
+        assert all(len(p) == size and p <= set(labels) for p in picks)
+        assert picks == [held_out_families(labels, [], seed) for seed in range(20)]
+        if n_fam >= 9:
+            assert len({frozenset(p) for p in picks}) > 1  # the seed matters
+    assert held_out_families(["a", "b", "c"], ["b"], 0) == {"b"}
+    with pytest.raises(BiopruneError, match="unknown families \\['z'\\]"):
+        held_out_families(["a", "b", "c"], ["b", "z"], 0)
