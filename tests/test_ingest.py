@@ -385,3 +385,13 @@ def test_iter_fasta_yields_numbered_ids_and_sequences_without_blanks(tmp_path):
     p = tmp_path / "x.fa"
     p.write_bytes(b">a first record\r\nAC GU\r\nG\rG\r\n>b\nCC CC\n\n>c  x y\nUUUU\n")
     assert list(iter_fasta(p)) == [(1, "a", "ACGUGG"), (2, "b", "CCCC"), (3, "c", "UUUU")]
+
+
+def test_iter_fasta_refuses_an_empty_header(tmp_path):
+    from bioprune.errors import BiopruneError
+    from bioprune.shards import iter_fasta
+
+    p = tmp_path / "x.fa"
+    p.write_text(">a\nACGU\n>\nGGGG\n")
+    with pytest.raises(BiopruneError, match="record 2 has an empty header"):
+        list(iter_fasta(p))
