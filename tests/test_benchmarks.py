@@ -122,6 +122,109 @@ def test_nearest_neighbour_picks_the_most_identical():
     assert f1[0] == ("bp_f1", 1.0)
 
 
+def test_nearest_neighbour_classification_falls_back_to_the_majority_label():
+    """Train: five unrelated sequences over C, G, U labelled x, m, m, m, y (majority m). Test: a ~95% copy of
+    train[0] (label x: its neighbour is index 0, not a miss), and two poly-A sequences (labels m and y) that
+    share no residue with any train sequence, so have no neighbour and take the majority m. Predictions
+    x, m, m, m against truth x, m, y, m: accuracy 3/4; F1 per class x 1, m 4/5 (P 2/3, R 1), y 0: macro
+    F1 3/5."""
+    rng = random.Random(7)
+    train = ["".join(rng.choice("CGU") for _ in range(70)) for _ in range(5)]
+    tr = [{"label": lab, "sequence": s} for lab, s in zip("xmmmy", train)]
+    te = [{"label": "x", "sequence": mutate(rng, train[0], 3)}, {"label": "m", "sequence": "A" * 40},
+          {"label": "y", "sequence": "A" * 50}, {"label": "m", "sequence": "A" * 30}]
+    assert [j for j, _ in nearest([r["sequence"] for r in te], train, "rna")] == [0, -1, -1, -1]
+    (acc_name, acc), (f1_name, f1) = nn_classification(tr, te, "rna")
+    assert (acc_name, f1_name) == ("accuracy", "macro_f1")
+    assert acc == pytest.approx(3 / 4) and f1 == pytest.approx(3 / 5)
+
+
+def _profile_by_hand(s: str, molecule: str) -> np.ndarray:
+    """The documented k-mer profile, counted with a dict: k 5 over ACGU (T read as U) for RNA, k 3 over the
+    20 amino acids for protein, case ignored, windows with another letter skipped, scaled to unit length."""
+    letters, k = ("ACGU", 5) if molecule == "rna" else ("ACDEFGHIKLMNPQRSTVWY", 3)
+    s = s.upper().replace("T", "U") if molecule == "rna" else s.upper()
+    v = np.zeros(len(letters) ** k)
+    for i in range(len(s) - k + 1):
+        w = s[i:i + k]
+        if all(c in letters for c in w):
+            v[sum(letters.index(c) * len(letters) ** (k - 1 - p) for p, c in enumerate(w))] += 1
+    n = np.linalg.norm(v)
+    return v / n if n > 0 else v
+
+
+def test_kmer_profiles_equal_a_count_by_hand():
+    from bioprune.benchmarks.nearest import kmer_profiles
+
+    rng = random.Random(2)
+    rna = ["ACGU", "acguaNNacgtt" + rand(rng, 30), "ACGUA", "NNNNNNNN", rand(rng, 50).replace("U", "T"),
+           "GGGGGGG"]
+    protein = ["AC", "mkwvhlXXacdACD", "ACDEFGHIKLMNPQRSTVWY", "ACD", "BZJOU"]
+    for molecule, seqs in (("rna", rna), ("protein", protein)):
+        got = kmer_profiles(seqs, molecule)
+        want = np.stack([_profile_by_hand(s, molecule) for s in seqs])
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    assert kmer_profiles(["ACGUACGU"], "rna") @ kmer_profiles(["acgtacgt"], "rna").T == pytest.approx(1.0)
+
+
+def test_aligner_scores_are_the_documented_schemes():
+    """RNA: match 2, mismatch -3, gap open -5 then -2 per extra position (Biopython's open score counts the
+    first gap position); protein: BLOSUM62 with gap -11, -1; both local (flanks cost nothing)."""
+    from bioprune.benchmarks.nearest import _aligner
+
+    rng = random.Random(4)
+    rna = _aligner("rna")
+    s = rand(rng, 40)
+    assert rna.align(s, "GGG" + s + "CCC")[0].score == 2 * 40  # local: unaligned flanks are free
+    mm = s[:20] + COMP[s[20]] + s[21:]
+    assert rna.align(s, mm)[0].score == 2 * 39 - 3
+    for gap, cost in ((1, 5), (2, 7), (3, 9)):
+        assert rna.align(s, s[:20] + "A" * gap + s[20:])[0].score == 2 * 40 - cost
+    prot = _aligner("protein")
+    aa = "ACDEFGHIKLMNPQRSTVWY"  # BLOSUM62 diagonal: 4 9 6 5 6 6 8 4 5 4 5 6 7 5 5 4 5 4 11 7
+    diag = 116
+    assert prot.align(aa, "WWW" + aa + "WWW")[0].score == diag
+    assert prot.align("IIIIII", "VVVVVV")[0].score == 6 * 3  # I-V = 3
+    assert prot.align(aa, aa[:10] + "G" + aa[10:])[0].score == diag - 11
+    assert prot.align(aa, aa[:10] + "GG" + aa[10:])[0].score == diag - 12
+
+
+def test_nearest_neighbour_edge_cases():
+    """A candidate without an alignment does not end the search; one identity is a neighbour; a protein
+    alignment with a positive score but no identity (I-V) is not; among equally identical copies the first
+    train sequence wins."""
+    rng = random.Random(6)
+    s = "".join(rng.choice("AG") for _ in range(40))
+    no_hit = "".join(rng.choice("CU") for _ in range(40))
+    assert [j for j, _ in nearest([s], [no_hit, mutate(rng, s, 2)], "rna")] == [1]
+    assert nearest(["ACCC"], ["AGGG"], "rna") == [(0, {0: 0})]
+    assert nearest(["IIIIII"], ["VVVVVV"], "protein") == [(-1, {})]
+    t = rand(rng, 60)
+    assert [j for j, _ in nearest([t], [rand(rng, 60)] + [t] * 5, "rna")] == [1]
+
+
+def test_nearest_neighbour_protein_ss_transfers_states_and_falls_back_to_the_majority():
+    """Train: P (30 residues, DSSP HHHHHHHHHHHHGGGGEEEEEEEETTTTTT) and Q (20, GGGGGGGGGGTTTTTTTTTT): Q8 counts
+    H 12, G 14, E 8, T 16 (majority T); Q3 H 26, E 8, C 16 (majority H). Test: a copy of P (its states
+    transferred through the alignment, 30 right in both schemes) five positions later, after WWWWW (true T,
+    unaligned: the majority, 5 right in Q8, 0 in Q3), and W x 20 (no W, F or Y in train: no positive
+    alignment, so the majority), true TTTTTTTTHHHHHHHHHHHH: Q8 8 right (T), Q3 12 right (H).
+    Q8 43/55, Q3 42/55."""
+    from bioprune.benchmarks.nearest import nn_protein_ss
+
+    rng = random.Random(8)
+    letters = "ACDEGHIKLMNPQRST"
+    p = "".join(rng.choice(letters) for _ in range(30))
+    q = "".join(rng.choice(letters) for _ in range(20))
+    train = [{"sequence": p, "dssp8": "H" * 12 + "G" * 4 + "E" * 8 + "T" * 6},
+             {"sequence": q, "dssp8": "G" * 10 + "T" * 10}]
+    test = [{"sequence": "W" * 5 + p, "dssp8": "T" * 5 + train[0]["dssp8"]},
+            {"sequence": "W" * 20, "dssp8": "T" * 8 + "H" * 12}]
+    out = dict(nn_protein_ss(train, test))
+    assert set(out) == {"q3", "q8"}
+    assert out["q8"] == pytest.approx(43 / 55) and out["q3"] == pytest.approx(42 / 55)
+
+
 def test_registry_matches_the_config_schema():
     schema = yaml.safe_load((ROOT / "schemas/config.schema.yaml").read_text())
     enum = schema["properties"]["benchmark"]["properties"]["tasks"]["items"]["enum"]
@@ -149,6 +252,17 @@ def test_models_and_baseline_share_the_stored_split(tmp_path):
                                           ("rna_ss", "n_test")}
     assert {(t, m) for t, m, _ in nn} <= {(t, m) for t, m, _ in rows}
     assert dict(((t, m), v) for t, m, v in nn)[("rna_ss", "n_test")] == 6
+    # the values are those of the baseline on each task's own probe split (the rows the models saw)
+    from bioprune.benchmarks import rna_ss, rna_type
+    from bioprune.benchmarks.common import BenchParams
+
+    bp = BenchParams.from_dict(params)
+    expected = [("rna_type", m, v) for m, v in nn_classification(*rna_type.sets(bp), "rna")]
+    expected += [("rna_ss", m, v) for m, v in nn_rna_ss(*rna_ss.sets(bp))]
+    assert sorted(nn) == sorted(expected) and len(nn) == 4
+    assert all(type(v) is float for _, _, v in nn)
+    mixed = dict(params, tasks=["perplexity", "protein_loc", "rna_type", "protein_ss", "rna_ss"])
+    assert [t for t, _, _ in nearest_neighbour_reference(mixed)] == ["rna_type"] * 2 + ["rna_ss"] * 2
     write_tsv(res / "rna/type_eval.tsv.gz", type_rows(seed=5))  # new content: the stored split is stale
     with pytest.raises(BiopruneError, match="rna_type.tsv: stored split"):
         nearest_neighbour_reference(params)
@@ -239,3 +353,20 @@ def test_split_keeps_a_homology_chain_on_one_side():
     df = compute_split("rna_type", rows, SplitParams("rna", 0.9, test_fraction=0.5))
     sides = df.groupby(df["id"].str.split(".").str[0])["split"].agg(set)
     assert all(len(s) == 1 for s in sides) and {x for s in sides for x in s} == {"train", "test"}
+
+
+def test_held_out_families_are_a_seeded_third_of_distinct_classes():
+    """Without benchmark.test_families the rna_ss test classes are len // 3 distinct families (at least one),
+    the same for the same seed; configured families are used as given, unknown ones refused."""
+    from bioprune.benchmarks.splits import held_out_families
+
+    for n_fam, size in ((2, 1), (3, 1), (9, 3), (12, 4)):
+        labels = [f"fam{i}" for i in range(n_fam) for _ in range(3)]
+        picks = [held_out_families(labels, [], seed) for seed in range(20)]
+        assert all(len(p) == size and p <= set(labels) for p in picks)
+        assert picks == [held_out_families(labels, [], seed) for seed in range(20)]
+        if n_fam >= 9:
+            assert len({frozenset(p) for p in picks}) > 1  # the seed matters
+    assert held_out_families(["a", "b", "c"], ["b"], 0) == {"b"}
+    with pytest.raises(BiopruneError, match="unknown families \\['z'\\]"):
+        held_out_families(["a", "b", "c"], ["b", "z"], 0)

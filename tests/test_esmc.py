@@ -16,7 +16,9 @@ from bioprune.sketches import resolve_params
 DATA = Path(__file__).resolve().parent / "data"
 
 
-@pytest.fixture(scope="module")
+# function scope: mutmut attributes the loader and the constructors to every test that uses the model (with
+# module scope only the first test "calls" them, and a layout mutant survives the parity test)
+@pytest.fixture
 def fixture():
     return load_model(DATA / "esmc_tiny.pth", "protein")[0], torch.load(DATA / "esmc_tiny_expected.pt")
 
@@ -97,3 +99,36 @@ def test_esmc_checkpoint_scores_through_curvature_and_sketch(tmp_path):
     model, _ = load_model(DATA / "esmc_tiny.pth")
     d = sum(dict(model.named_parameters())[n].numel() for n in resolve_params(model, "all_linear"))
     assert np.isfinite(sc["score"]).all() and sc["score"].mean() == pytest.approx(d, rel=1e-3)
+
+
+def test_rotary_embedding_equals_the_closed_form_rotation():
+    """GPT-NeoX half rotation with base 10000: channel pair (i, i + Dh/2) of the token at position p is turned
+    by the angle p x 10000^(-2i/Dh). Computed here in float64 from that formula, at positions up to 4095
+    (where a base of 10001 turns some pairs by ~0.016 rad more)."""
+    from bioprune.backbones.esmc import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(128, 2)  # heads of width 64, as the released models
+    L, dh = 4096, 64
+    x = torch.randn(1, L, 2, dh)
+    half = dh // 2
+    pos = torch.arange(L, dtype=torch.float64)[:, None]
+    i = torch.arange(half, dtype=torch.float64)[None, :]
+    angle = (pos * 10000.0 ** (-2.0 * i / dh))[None, :, None, :]  # (1, L, 1, Dh/2)
+    x1, x2 = x[..., :half].double(), x[..., half:].double()
+    expected = torch.cat((x1 * angle.cos() - x2 * angle.sin(), x2 * angle.cos() + x1 * angle.sin()), dim=-1)
+    torch.testing.assert_close(attn._rotary(x).double(), expected, atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize("d_model,heads", [(32, 1), (64, 1), (128, 2), (192, 3)])
+def test_released_format_files_get_heads_of_width_64(d_model, heads):
+    """The head count is not in the file: heads = d_model / 64 (the released models' width), and one head
+    when the model is narrower than 64. The rebuilt arch and every block use that count."""
+    from bioprune.backbones.esmc import ESMCNet, load_esmc
+
+    torch.manual_seed(0)
+    state = ESMCNet(d_model, heads, 2).state_dict()
+    model = load_esmc(state)
+    assert model.arch()["n_heads"] == heads
+    for blk in model.net.transformer.blocks:
+        assert (blk.attn.heads, blk.attn.d_head) == (heads, d_model // heads)

@@ -6,7 +6,7 @@ import pytest
 from bioprune.config import load_config
 from bioprune.flops import forward_flops_per_token, matmul_weights, mfu, peak_tflops
 from bioprune.gpumem import esm2_params, gpu_mem_mb, training_mb
-from bioprune.models import build_model
+from bioprune.models import build_model, get_alphabet
 
 
 def test_peak_table_matches_cuda_names():
@@ -27,6 +27,18 @@ def test_model_flops_per_token_from_the_architecture():
     assert mfu("train", m, 514, 1e6, 989.4) == pytest.approx(3 * f * 1e6 / 989.4e12)
     assert mfu("train", m, 514, 1e6, None) is None
     assert esm2_params(12, 480) == pytest.approx(n, rel=1e-3)
+
+
+@pytest.mark.parametrize("molecule,layers,embed_dim,heads", [("protein", 2, 32, 4), ("rna", 3, 16, 2)])
+def test_matmul_weights_equal_the_closed_form_of_an_esm2_layer_stack(molecule, layers, embed_dim, heads):
+    """Each ESM-2 layer multiplies by q, k, v, out (4 d^2) and fc1, fc2 (2 x 4 d^2 = 8 d^2); the LM head by its
+    dense d x d and by the tied V x d embedding (the output projection, not a Linear); the contact head's
+    regression is not part of the forward pass FLOPs. So 12 L d^2 + d^2 + V d, V the alphabet size."""
+    m = build_model(molecule, layers, embed_dim, heads, seed=0)
+    v = len(get_alphabet(molecule))
+    d = embed_dim
+    assert matmul_weights(m) == 12 * layers * d * d + d * d + v * d
+    assert forward_flops_per_token(m, 50) == 2 * (12 * layers * d * d + d * d + v * d) + 4 * layers * 50 * d
 
 
 def test_mfu_counts_the_forward_passes_of_each_mode():

@@ -375,3 +375,23 @@ def test_workflow_plans_one_route_job_per_byte_range(tmp_path):
             gather_in = re.search(r"rule ingest_summary:\n\s+input: (.*)", res.stdout).group(1)
             assert re.findall(r"parts/(\d+_\d+)\.h5", gather_in) == sorted(parts)
     assert jobs[1000 / 2**20]["ingest_route"] == "7" and jobs[0]["ingest_route"] == "2"
+
+
+def test_iter_fasta_yields_numbered_ids_and_sequences_without_blanks(tmp_path):
+    """iter_fasta (used by the leakage gate's eval sets and the resource builders): record numbers from 1, the id
+    is the header's first word, spaces and carriage returns inside a sequence line are dropped, CRLF ends."""
+    from bioprune.shards import iter_fasta
+
+    p = tmp_path / "x.fa"
+    p.write_bytes(b">a first record\r\nAC GU\r\nG\rG\r\n>b\nCC CC\n\n>c  x y\nUUUU\n")
+    assert list(iter_fasta(p)) == [(1, "a", "ACGUGG"), (2, "b", "CCCC"), (3, "c", "UUUU")]
+
+
+def test_iter_fasta_refuses_an_empty_header(tmp_path):
+    from bioprune.errors import BiopruneError
+    from bioprune.shards import iter_fasta
+
+    p = tmp_path / "x.fa"
+    p.write_text(">a\nACGU\n>\nGGGG\n")
+    with pytest.raises(BiopruneError, match="record 2 has an empty header"):
+        list(iter_fasta(p))

@@ -242,3 +242,16 @@ def test_cci_takes_its_share_from_a_stratum_of_equal_scores(monkeypatch, edge, f
         kw["cci"]["stratify_by"] = "none"
         got = select("cci", same, 0.1, 0, **kw)
         assert got == old.select("cci", same, 0.1, 0, **kw) and len(got) == 40
+
+
+@pytest.mark.parametrize("beta,ok", [(0.0, True), (0.5, True), (0.999, True), (1.0, False), (1.5, False), (-0.1, False)])
+def test_cci_beta_must_be_in_the_half_open_unit_interval(beta, ok):
+    """selection.cci.beta is a fraction of the kept scores dropped from the top: [0, 1). beta = 1 would drop
+    everything (no bins to draw from), so it is refused like any value outside."""
+    from bioprune.selection_stream import check_cci
+
+    if ok:
+        check_cci(beta, "inclusive")
+    else:
+        with pytest.raises(BiopruneError, match=r"selection.cci.beta: .* must be in \[0, 1\)"):
+            check_cci(beta, "official")
