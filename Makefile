@@ -1,6 +1,7 @@
 # bioprune: two commands set everything up on a fresh machine.
 #   make demo   -> .venv, install, run the whole DAG on the bundled RNA demo, write results/report.html
 #   make test   -> .venv with test extras, system tools when root (mmseqs2, slurm), then pytest
+#   make study  -> the CPU study (experiments/cpu_study.yaml, docs/CPU_STUDY.md), about an hour on 2 cores
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
