@@ -53,7 +53,8 @@ def test_tiny_dag_through_slurm_profile(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-4000:]
     summary = pd.read_csv(wf / "results_tiny/benchmark/summary.csv")
-    assert set(summary["strategy"]) == {"top_influence", "cci", "random", "random_10x", "full", "nearest_neighbour"}
+    assert set(summary["strategy"]) == {"top_influence", "cci", "random", "random_10x", "full", "nearest_neighbour",
+                                        "kmer_baseline"}
     assert set(summary["task"]) == {"perplexity", "rna_type", "training"}
     assert summary["value"].notna().all()
     import numpy as np
