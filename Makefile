@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: demo study test install sysdeps lint report dag resources resources-medium clean mutants
+.PHONY: demo study test install sysdeps lint report dag resources resources-medium clean mutants gpu-kit gpu-rehearsal
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,22 @@ study: install
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --configfile experiments/cpu_study.yaml
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --configfile experiments/cpu_study.yaml --report results_study/report.html
 	@echo "done: results_study/benchmark/table.csv, verdict.txt and report.html"
+
+# The offline kit for a 15-minute GPU lease (bioprune/gpukit.py, README "On a leased GPU"): wheels for the
+# device's Python 3.12, the study's inputs computed here (MMseqs2 needed), run.sh. Then on the device:
+#   bash gpukit/run.sh OUT      (about 9.5 minutes: bench-sketch, then the study, writes 7 files to OUT)
+gpu-kit: install
+	@$(MAKE) --no-print-directory sysdeps DEBTOOLS=mmseqs:mmseqs2
+	$(BIN)/python -m bioprune.gpukit build --kit gpukit
+
+# The same run.sh on this machine: a tiny kit for this Python, pip's network off; CI runs it (.ci/run).
+OUT ?= results_gpu_rehearsal
+gpu-rehearsal: install
+	@$(MAKE) --no-print-directory sysdeps DEBTOOLS=mmseqs:mmseqs2
+	$(BIN)/python -m bioprune.gpukit build --kit gpukit_rehearsal --tiny --python-version local --deadline 420
+	KIT_PYTHON=$(abspath $(BIN))/python PIP_NO_INDEX=1 http_proxy=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9 \
+	  bash gpukit_rehearsal/run.sh $(OUT)
+	@test -s $(OUT)/bench.json && test -s $(OUT)/summary.csv || { echo "gpu-rehearsal: bench.json or summary.csv missing in $(OUT)"; exit 1; }
 
 test: install sysdeps
 	$(BIN)/python -m pytest -q
