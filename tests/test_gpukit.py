@@ -112,3 +112,14 @@ def test_run_sh_refuses_a_changed_kit(tmp_path):
                          env={"KIT_PYTHON": sys.executable, "PATH": "/usr/bin:/bin",
                               "PYTHONPATH": str(gpukit.Path(__file__).resolve().parents[1])})
     assert res.returncode == 2 and "a.txt: missing or changed" in res.stderr + res.stdout
+
+
+def test_the_device_study_config_validates_and_its_model_has_at_least_30m_parameters(monkeypatch):
+    from bioprune.config.resolve import resolve_config
+    from bioprune.gpumem import esm2_params
+
+    monkeypatch.chdir(gpukit.Path(__file__).resolve().parents[1])
+    c = resolve_config(["config.yaml", gpukit.STUDY_CONFIG], {})
+    assert esm2_params(c["pretrain"]["layers"], c["pretrain"]["embed_dim"]) >= 30e6
+    assert len(gpukit.STUDY["budgets"]) >= 4 and len(gpukit.STUDY["seeds"]) >= 3
+    assert all(0.001 <= b <= 0.1 for b in gpukit.STUDY["budgets"])
