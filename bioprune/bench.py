@@ -14,18 +14,28 @@ Each mode reports seq_per_s, tokens_per_s (tokens = length + BOS/EOS), mfu (biop
 FLOPs per token x tokens/s / the device's dense bf16 peak; null on CPU unless --peak-tflops),
 peak_mem_mb, and seq_per_cpu_s (sequences per CPU second of the process, all threads: the fairer
 comparison on a CPU shared with other jobs).
+
+Modes run in --repeats rounds (default 5): round r runs every mode once, each in its own subprocess,
+starting at mode r mod M (the order rotates, so no mode always follows another). A mode's entry holds
+the medians over its repeats (peak memory: the max), `repeats` (per-round seq_per_s), seq_per_s_min /
+_max and ok_repeats. `ratios` (seq_per_s) and `ratios_cpu` (seq_per_cpu_s) are computed within each
+round and reported as {median, min, max, n}: pairing within a round cancels load that drifts over
+minutes on a shared machine.
 """
 from __future__ import annotations
 
 import itertools
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
 import torch
+
+from .errors import BiopruneError
 
 MODES = ("train", "train_compile", "train_stock", "sketch_paper", "sketch_all_linear", "per_sample_baseline")
 DEFAULT_MODES = tuple(m for m in MODES if m != "train_compile")  # train_compile joins with --compile
@@ -206,27 +216,87 @@ def run_mode(mode: str, a: dict) -> dict:
     return out
 
 
+def _run_mode_subprocess(mode: str, a: dict) -> dict:
+    """One repeat of one mode in its own Python process (so peak RSS is its own); {"error": ...} on failure."""
+    res = subprocess.run([sys.executable, "-m", "bioprune.bench", mode, json.dumps(a)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:  # e.g. out of memory in the stock attention: report it, go on with the rest
+        lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+        return {"error": lines[-1][:300] if lines else f"exit code {res.returncode}"}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def round_order(modes: list[str], r: int) -> list[str]:
+    """Round r runs every mode once, starting at mode r mod M (so no mode always runs first or last)."""
+    k = r % len(modes)
+    return list(modes[k:]) + list(modes[:k])
+
+
+# (median-over-repeats key, rounding); peak_mem_mb takes the max over repeats, not the median
+_MEDIAN_KEYS = (("seq_per_s", 2), ("seq_per_cpu_s", 2), ("tokens_per_s", 1), ("mfu", 4))
+RATIOS = (("train/train_stock", "train", "train_stock"), ("train_compile/train", "train_compile", "train"),
+          ("sketch_paper/train", "sketch_paper", "train"), ("sketch_all_linear/train", "sketch_all_linear", "train"),
+          ("sketch_paper/per_sample_baseline", "sketch_paper", "per_sample_baseline"))
+
+
+def summarise_mode(runs: list[dict]) -> dict:
+    """One mode's JSON entry from its per-round results (in round order): medians over the successful
+    repeats, peak memory the max, `repeats` the per-round seq_per_s (null where that round failed),
+    `ok_repeats`, and the first failure's `error` if any round failed."""
+    ok = [x for x in runs if "error" not in x]
+    out: dict = dict(ok[0]) if ok else {}
+    for key, nd in _MEDIAN_KEYS:
+        vals = [x[key] for x in ok if x.get(key) is not None]
+        if ok:
+            out[key] = round(statistics.median(vals), nd) if vals else None
+    if ok:
+        out["peak_mem_mb"] = max(x["peak_mem_mb"] for x in ok)
+        rates = [x["seq_per_s"] for x in ok]
+        out["seq_per_s_min"], out["seq_per_s_max"] = min(rates), max(rates)
+    out["repeats"] = [None if "error" in x else x["seq_per_s"] for x in runs]
+    out["ok_repeats"] = len(ok)
+    errors = [x["error"] for x in runs if "error" in x]
+    if errors:
+        out["error"] = errors[0]
+    return out
+
+
+def paired_ratio(runs: dict, x: str, y: str, key: str = "seq_per_s") -> dict | None:
+    """x/y computed within each round (both from the same minutes of load), then summarised:
+    {"median", "min", "max", "n"} over the rounds where both succeeded; None when no round has both."""
+    rs = [a[key] / b[key] for a, b in zip(runs.get(x, []), runs.get(y, []))
+          if "error" not in a and "error" not in b and a.get(key) is not None and b.get(key)]
+    if not rs:
+        return None
+    return {"median": round(statistics.median(rs), 3), "min": round(min(rs), 3), "max": round(max(rs), 3),
+            "n": len(rs)}
+
+
 def bench_sketch(args) -> dict:
-    """Run the chosen modes (each in a subprocess) and collect one JSON object."""
+    """Run the chosen modes in interleaved rounds (each repeat in its own subprocess) and collect one
+    JSON object: per mode the medians over the repeats, and ratios paired within each round."""
     a = {"molecule": args.molecule, "layers": args.layers, "embed_dim": args.embed_dim, "heads": args.heads,
          "length": args.length, "batch_size": args.batch_size, "batches": args.batches,
          "sketch_dim": args.sketch_dim, "baseline_samples": args.baseline_samples, "device": args.device,
          "compile": bool(getattr(args, "compile", False)), "peak_tflops": getattr(args, "peak_tflops", None),
          "threads": getattr(args, "threads", None)}
+    repeats = getattr(args, "repeats", None)
+    repeats = 5 if repeats is None else repeats
+    if not isinstance(repeats, int) or repeats < 1:
+        raise BiopruneError(f"--repeats must be an integer >= 1 (got {repeats!r})")
     default = DEFAULT_MODES + (("train_compile",) if a["compile"] else ())
     modes = [m for m in (getattr(args, "modes", None) or ",".join(default)).split(",") if m]
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
         raise ValueError(f"bench-sketch: unknown modes {unknown}; choose from {MODES}")
-    out: dict = {}
-    for mode in modes:
-        res = subprocess.run([sys.executable, "-m", "bioprune.bench", mode, json.dumps(a)],
-                             capture_output=True, text=True)
-        if res.returncode != 0:  # e.g. out of memory in the stock attention: report it, go on with the rest
-            lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
-            out[mode] = {"error": lines[-1][:300] if lines else f"exit code {res.returncode}"}
-            continue
-        out[mode] = json.loads(res.stdout.strip().splitlines()[-1])
+    modes = list(dict.fromkeys(modes))  # a mode named twice runs once a round
+    runs: dict[str, list[dict]] = {m: [] for m in modes}
+    order = []
+    for r in range(repeats):
+        order.append(round_order(modes, r))
+        for mode in order[-1]:
+            runs[mode].append(_run_mode_subprocess(mode, a))
+    out: dict = {m: summarise_mode(runs[m]) for m in modes}
     from .flops import forward_flops_per_token, peak_tflops
     from .models import build_model, pick_device
 
@@ -237,17 +307,10 @@ def bench_sketch(args) -> dict:
     out["peak_tflops"] = a["peak_tflops"] or peak_tflops(name)
     out["model_params"] = sum(p.numel() for p in m.parameters())
     out["forward_flops_per_token"] = forward_flops_per_token(m, args.length + 2)
-    out["settings"] = a
-
-    def ratio(x: str, y: str):
-        ok = all("seq_per_s" in out.get(k, {}) for k in (x, y))
-        return round(out[x]["seq_per_s"] / out[y]["seq_per_s"], 2) if ok else None
-
-    out["ratios"] = {"train/train_stock": ratio("train", "train_stock"),
-                     "train_compile/train": ratio("train_compile", "train"),
-                     "sketch_paper/train": ratio("sketch_paper", "train"),
-                     "sketch_all_linear/train": ratio("sketch_all_linear", "train"),
-                     "sketch_paper/per_sample_baseline": ratio("sketch_paper", "per_sample_baseline")}
+    out["settings"] = {**a, "repeats": repeats}
+    out["round_order"] = order
+    out["ratios"] = {n: paired_ratio(runs, x, y) for n, x, y in RATIOS}
+    out["ratios_cpu"] = {n: paired_ratio(runs, x, y, "seq_per_cpu_s") for n, x, y in RATIOS}
     return out
 
 

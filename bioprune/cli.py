@@ -167,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dense peak of the device for MFU (default: bioprune.flops table by CUDA name)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per mode (default: torch's)")
     p.add_argument("--modes", default=None, help="comma-separated subset of the modes (default: all)")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="rounds of all modes, order rotated each round; medians and per-round ratios (>= 1)")
     p = sub.add_parser("bench-scale", help="peak RSS and records/s of ingest, merge and selection on synthetic "
                                            "corpora (each measured in a child process); prints JSON lines")
     p.add_argument("--work", required=True, help="folder for the synthetic inputs (large at 10M records)")
