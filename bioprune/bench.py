@@ -197,6 +197,9 @@ def run_mode(mode: str, a: dict) -> dict:
     if a.get("threads"):
         torch.set_num_threads(int(a["threads"]))
     rate, cpu_rate = _time(fn, device, a["batches"], n, warmup=3 if mode == "train_compile" else 1)
+    for v in list(locals().values()):  # stop the endless prefetch threads: one left mid-op aborts the exit
+        if isinstance(v, Prefetcher):
+            v.close()
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
