@@ -151,9 +151,12 @@ def build(kit: str, config_files: list[str], tiny: bool = False, python_version:
     for t in tasks:
         stages.probe_split(t, f"{res}/{EVAL_FILES[t]}", str(R / "benchmark" / "splits" / f"{t}.tsv"),
                            split_params(config), threads)
+    clean = str(R / "leakage" / "holdout_eval.h5")  # held-out sequences near-copied in the pool left out
+    stages.holdout_eval(holdout, shards, clean, str(R / "leakage" / "holdout_excluded.txt"),
+                        str(R / "leakage" / "holdout_report.csv"), leakage_params(config), threads)
     bparams = {**benchmark_params(config), "device": "cpu"}
     if config["benchmark"]["kmer_baseline"] and "perplexity" in config["benchmark"]["tasks"]:
-        stages.kmer_baseline(shards, holdout, str(R / "metrics" / "kmer_baseline.csv"), bparams)
+        stages.kmer_baseline(shards, clean, str(R / "metrics" / "kmer_baseline.csv"), bparams)
     if config["benchmark"]["nearest_neighbour"] and tasks:
         stages.nearest_neighbour(str(R / "metrics" / "nearest_neighbour.csv"), bparams)
     (tmp / "resources").mkdir()
@@ -349,7 +352,8 @@ def run(kit: str, out: str, deadline_s: float, work: str | None = None) -> dict:
     config["benchmark"]["resources"] = str(kit_p / "resources")
     config["device"] = device
     shards = [str(results / "shards" / s) for s in plan["shards"]]
-    holdout = str(results / "shards" / "holdout.h5")
+    holdout = str(results / "shards" / "holdout.h5")  # pretraining's validation curve
+    held_eval = str(results / "leakage" / "holdout_eval.h5")  # what the benchmarks score (leakage.holdout)
 
     bench = _bench(out_p, plan, device, min(float(study.get("bench_s", 120)), clock.left() * 0.3))
     # ----------------------------------------------------------------- scoring (reference, curvature, sketches, scores)
@@ -418,7 +422,7 @@ def run(kit: str, out: str, deadline_s: float, work: str | None = None) -> dict:
             shards, holdout, str(mdir / "model.pt"), str(mdir / "curves.h5"), pp, seed, sel, label))
         mfile = str(results / "metrics" / f"{label}.csv")
         _timed(results, f"benchmark/{label}", lambda: stages.benchmark(
-            str(mdir / "model.pt"), holdout, mfile, bp, strategy, "1" if strategy == "full" else f"{budget:g}", seed))
+            str(mdir / "model.pt"), held_eval, mfile, bp, strategy, "1" if strategy == "full" else f"{budget:g}", seed))
         metric_files.append(mfile)
         arm_s.append(time.time() - t_arm)
         plan_out["arms"].append([strategy, budget, seed, round(arm_s[-1], 1)])

@@ -85,6 +85,15 @@ def leakage_gate(raw_shards: list[str], eval_files: list[str], out_shards: list[
     filter_shards(raw_shards, out_shards, excluded)
 
 
+def holdout_eval(holdout: str, shards: list[str], out: str, excluded: str, report: str, params: dict,
+                 threads: int = 1) -> None:
+    """The held-out evaluation file without held-out sequences near-copied in the gated pool; params =
+    leakage_params(config) (leakage.holdout false or leakage.enabled false: a plain copy, nothing dropped)."""
+    from .leakage import clean_holdout
+
+    clean_holdout(holdout, shards, out, excluded, report, {**params, "threads": threads})
+
+
 def probe_split(task: str, eval_path: str, out: str, params: dict, threads: int = 1) -> None:
     from .benchmarks.splits import build_split
 

@@ -1,7 +1,7 @@
 rule benchmark:
     input:
         model=f"{R}/models/{{model_strategy}}_{{budget}}_seed{{seed}}/model.pt",
-        holdout=f"{R}/shards/holdout.h5",
+        holdout=f"{R}/leakage/holdout_eval.h5",
         evals=eval_files(),
         splits=split_files(),
     output:
@@ -33,7 +33,7 @@ rule benchmark:
 rule kmer_baseline:
     input:
         shards=shard_files(),
-        holdout=f"{R}/shards/holdout.h5",
+        holdout=f"{R}/leakage/holdout_eval.h5",
         evals=eval_files(),
         splits=split_files(),
     output:

@@ -88,6 +88,7 @@ JOB_RESOURCES = {
     "ingest_route": (1, 2000, 120),  # one input file or byte range; memory bounded by block buffers
     "ingest_gather": (1, 4000, 60),  # one shard; about 60 bytes per record of the shard
     "leakage_gate": (4, 8000, 120),
+    "holdout_eval": (2, 4000, 60),
     "probe_split": (2, 4000, 30),
     "nearest_neighbour": (1, 4000, 30),
     "kmer_baseline": (1, 8000, 30),

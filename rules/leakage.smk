@@ -34,6 +34,35 @@ rule leakage_gate:
         "../workflow_scripts/leakage_gate.py"
 
 
+# Held-out evaluation file without the held-out sequences that near-copy a pool sequence (leakage.holdout):
+# held-out perplexity and kmer_baseline read it; pretraining's validation curve reads the whole held-out split.
+rule holdout_eval:
+    input:
+        holdout=f"{R}/shards/holdout.h5",
+        shards=shard_files(),
+    output:
+        holdout=f"{R}/leakage/holdout_eval.h5",
+        excluded=f"{R}/leakage/holdout_excluded.txt",
+        report=report(
+            f"{R}/leakage/holdout_report.csv",
+            caption="../report/holdout_leakage.rst",
+            category="5. Leakage",
+            labels={"table": "held-out filter"},
+        ),
+    log:
+        f"{R}/logs/holdout_eval.log",
+    conda:
+        "../envs/mmseqs.yaml"
+    threads: job_threads("holdout_eval")
+    resources:
+        mem_mb=job_mem_mb("holdout_eval"),
+        runtime=job_runtime("holdout_eval"),
+    params:
+        leakage=leakage_params(config),
+    script:
+        "../workflow_scripts/holdout_eval.py"
+
+
 rule probe_split:
     input:
         lambda w: f"{config['benchmark']['resources']}/{EVAL_FILES[w.task]}",

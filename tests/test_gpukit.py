@@ -77,7 +77,7 @@ def test_built_kit_runs_and_a_deadline_skips_arms_it_cannot_finish(tmp_path, mon
                      wheels=False)
     assert m["total_mb"] < gpukit.MAX_KIT_MB and not (tmp_path / "kit.building").exists()
     for f in ("run.sh", "config.json", "plan.json", "data/shards/holdout.h5", "data/benchmark/splits/rna_type.tsv",
-              "data/metrics/kmer_baseline.csv", "resources/rna/type_eval.tsv.gz"):
+              "data/metrics/kmer_baseline.csv", "data/leakage/holdout_eval.h5", "resources/rna/type_eval.tsv.gz"):
         assert (kit / f).is_file(), f
     plan = json.loads((kit / "plan.json").read_text())
     plan["study"].update(bench_s=5, budgets=[0.005], seeds=[0], strategies=[], min_steps=2, max_steps=2)

@@ -120,3 +120,60 @@ def test_a_pool_sequence_exactly_at_max_identity_is_removed(tmp_path):
     assert excluded == {"rfam_at"}
     assert leakage_gate([str(pool)], {"rna_type": str(ev)}, "rna", 0.91, 0.8)[0] == set()
     assert count_leaks(str(pool), str(ev), "rna", 0.9) == 1
+
+
+def _as_shard(tmp_path, name, records):
+    """records -> a one-shard HDF5 file in ingest's format (what ingest writes the held-out split as)."""
+    from bioprune.shards import IngestOptions, ingest
+
+    fa = tmp_path / f"{name}.fa"
+    fa.write_text("".join(f">{i}\n{s}\n" for i, s in records.items()))
+    out = tmp_path / f"{name}.h5"
+    ingest(str(fa), [str(out)], str(tmp_path / f"{name}_unused_holdout.h5"),
+           IngestOptions(max_length=1000, holdout_fraction=0.0))
+    return str(out)
+
+
+def test_heldout_filter_drops_heldout_sequences_near_copied_in_the_pool(tmp_path):
+    import h5py
+
+    from bioprune.leakage import clean_holdout
+    from bioprune.shards import read_shard
+
+    held = {"rrna_copy": mutate(POOL["rrna_far"], range(5, 115, 20)),  # 6 substitutions: 95% of a pool sequence
+            "rrna_novel": rand(120), "trna_inside": POOL["rrna_far"][10:90]}  # an identical fragment of a pool sequence
+    holdout = _as_shard(tmp_path, "held", held)
+    pool = tmp_path / "pool.fa"
+    pool.write_text("".join(f">{i}\n{s}\n" for i, s in POOL.items()))
+    out, exc, rep = (str(tmp_path / n) for n in ("clean.h5", "excluded.txt", "report.csv"))
+    res = clean_holdout(holdout, [str(pool)], out, exc, rep, {"molecule": "rna", "max_identity": 0.9, "min_coverage": 0.8})
+    assert res == {"holdout": 3, "excluded": 2, "kept": 1}
+    assert read_shard(out)[0] == ["rrna_novel"]
+    assert open(exc).read().split() == ["rrna_copy", "trna_inside"]
+    r = pd.read_csv(rep).set_index("source")
+    assert r.loc["rrna", "with_near_copy"] == 1 and r.loc["rrna", "kept"] == 1 and r.loc["trna", "kept"] == 0
+    assert r.loc["all", "holdout_sequences"] == 3
+    with h5py.File(out) as f:
+        assert f.attrs["leakage_excluded"] == 2 and f.attrs["n_records"] == 1
+    # switched off: a plain copy, nothing dropped (the behaviour before the filter)
+    off = clean_holdout(holdout, [str(pool)], out, exc, rep, {"molecule": "rna", "holdout": False})
+    assert off["kept"] == 3 and sorted(read_shard(out)[0]) == sorted(held)
+
+
+def test_empty_heldout_gives_na_perplexity_not_one(tmp_path):
+    """An empty held-out file used to give perplexity exp(0 / 1) = 1.0, the best possible score."""
+    import math
+
+    from bioprune.benchmarks import perplexity
+    from bioprune.benchmarks.common import BenchParams
+    from bioprune.leakage import clean_holdout
+
+    holdout = _as_shard(tmp_path, "held", {"rrna_x": POOL["rrna_far"]})
+    pool = tmp_path / "pool.fa"
+    pool.write_text(f">rrna_far\n{POOL['rrna_far']}\n")
+    out = str(tmp_path / "clean.h5")
+    res = clean_holdout(holdout, [str(pool)], out, str(tmp_path / "e.txt"), str(tmp_path / "r.csv"), {"molecule": "rna"})
+    assert res["kept"] == 0
+    bp = BenchParams.from_dict({"tasks": ["perplexity"], "max_eval": 10, "molecule": "rna", "device": "cpu"}, out)
+    rows = dict(perplexity.run(None, bp))
+    assert math.isnan(rows["perplexity"]) and math.isnan(rows["mlm_loss"])

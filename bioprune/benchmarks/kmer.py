@@ -271,15 +271,18 @@ def kmer_baseline_rows(shards: list[str], holdout: str, params: dict) -> list[tu
     bp = BenchParams.from_dict(params, holdout)
     rows: list[tuple[str, str, float]] = []
     if "perplexity" in bp.tasks:
-        molecule = shard_molecule(shards[0])
-        ids, seqs = load_sequences(shards, None)
-        model, losses = fit_kmer_baseline(ids, seqs, molecule, bp.max_eval)
         h_ids, h_seqs, _ = read_shard(holdout)
-        pos = masked_positions(h_ids[: bp.max_eval], h_seqs[: bp.max_eval], molecule)
-        loss = masked_cross_entropy(model, pos)
-        rows += [("perplexity", "perplexity", math.exp(loss)), ("perplexity", "mlm_loss", loss),
-                 ("perplexity", "kmer_h", float(model.h)), ("perplexity", "kmer_val_loss", losses[model.h])]
-        log.info("kmer_baseline perplexity %.4f (h %d, %d masked positions)", math.exp(loss), model.h, len(pos))
+        if not h_ids:  # nothing held out to score: NA, as the models' rows
+            rows += [("perplexity", "perplexity", math.nan), ("perplexity", "mlm_loss", math.nan)]
+        else:
+            molecule = shard_molecule(shards[0])
+            ids, seqs = load_sequences(shards, None)
+            model, losses = fit_kmer_baseline(ids, seqs, molecule, bp.max_eval)
+            pos = masked_positions(h_ids[: bp.max_eval], h_seqs[: bp.max_eval], molecule)
+            loss = masked_cross_entropy(model, pos)
+            rows += [("perplexity", "perplexity", math.exp(loss)), ("perplexity", "mlm_loss", loss),
+                     ("perplexity", "kmer_h", float(model.h)), ("perplexity", "kmer_val_loss", losses[model.h])]
+            log.info("kmer_baseline perplexity %.4f (h %d, %d masked positions)", math.exp(loss), model.h, len(pos))
     for task in bp.tasks:
         if task in ("rna_type", "protein_loc") and TASK_MOLECULE[task] == bp.molecule:
             vals = kmer_probe(task, params)

@@ -11,5 +11,7 @@ def run(model, bp: BenchParams) -> list[tuple[str, float]]:
     from ..training import mlm_eval_loss
 
     ids, seqs, _ = read_shard(bp.holdout)
+    if not ids:  # an empty held-out file (tiny corpus, or every held-out sequence near-copied in the pool)
+        return [("perplexity", math.nan), ("mlm_loss", math.nan)]
     loss = mlm_eval_loss(model, ids[: bp.max_eval], seqs[: bp.max_eval], bp.molecule, seed=0)
     return [("perplexity", math.exp(loss)), ("mlm_loss", loss)]
