@@ -75,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--excluded", required=True)
     p.add_argument("--report", required=True)
     p.add_argument("--threads", type=int, default=1)
+    p = _add(sub, "holdout-eval", "the held-out evaluation file without held-out sequences that near-copy a pool "
+                                  "sequence (MMseqs2), as the workflow's holdout_eval (leakage.holdout)")
+    p.add_argument("--holdout", required=True, help="ingest's holdout.h5")
+    p.add_argument("--shards", nargs="+", required=True, help="the gated pool shards")
+    p.add_argument("--out", required=True, help="the filtered held-out file (.h5)")
+    p.add_argument("--excluded", required=True)
+    p.add_argument("--report", required=True)
+    p.add_argument("--threads", type=int, default=1)
     p = _add(sub, "probe-split", "homology-aware probe split of one labelled task's evaluation set (MMseqs2)")
     p.add_argument("--task", required=True, choices=sorted(EVAL_FILES))
     p.add_argument("--out", required=True)
@@ -241,6 +249,9 @@ def run(args) -> None:
             raise BiopruneError(f"--out-shards: {len(args.out_shards)} paths for {len(args.shards)} --shards")
         S.leakage_gate(args.shards, evals, args.out_shards, args.excluded, args.report, C.leakage_params(cfg),
                        args.threads, cfg["selection"])
+    elif cmd == "holdout-eval":
+        S.holdout_eval(args.holdout, args.shards, args.out, args.excluded, args.report, C.leakage_params(cfg),
+                       args.threads)
     elif cmd == "probe-split":
         from pathlib import Path
 
