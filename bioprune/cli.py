@@ -260,7 +260,7 @@ def run(args) -> None:
     elif cmd == "nearest-neighbour":
         S.nearest_neighbour(args.out, C.benchmark_params(cfg))
     elif cmd == "kmer-baseline":
-        S.kmer_baseline(args.shards, args.holdout, args.out, C.benchmark_params(cfg))
+        S.kmer_baseline(args.shards, args.holdout, args.out, C.kmer_params(cfg))
     elif cmd == "stability":
         sels = dict(item.split("=", 1) for item in args.selection)
         S.stability(args.primary, args.influence_seed_scores, args.reference_seed_scores, sels, args.out_csv,

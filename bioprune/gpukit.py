@@ -118,7 +118,8 @@ def build(kit: str, config_files: list[str], tiny: bool = False, python_version:
           deadline_s: int = 570, threads: int = 2, wheels: bool = True) -> dict:
     """Build the kit folder (module doc); returns the manifest. The folder is replaced only when complete."""
     from . import stages
-    from .config.params import (benchmark_params, corpus_files, ingest_params, leakage_params, split_params)
+    from .config.params import (benchmark_params, corpus_files, ingest_params, kmer_params, leakage_params,
+                                 split_params)
 
     kit_p = Path(kit)
     tmp = kit_p.with_name(kit_p.name + ".building")
@@ -156,7 +157,8 @@ def build(kit: str, config_files: list[str], tiny: bool = False, python_version:
                         str(R / "leakage" / "holdout_report.csv"), leakage_params(config), threads)
     bparams = {**benchmark_params(config), "device": "cpu"}
     if config["benchmark"]["kmer_baseline"] and "perplexity" in config["benchmark"]["tasks"]:
-        stages.kmer_baseline(shards, clean, str(R / "metrics" / "kmer_baseline.csv"), bparams)
+        stages.kmer_baseline(shards, clean, str(R / "metrics" / "kmer_baseline.csv"),
+                             {**kmer_params(config), "device": "cpu"})
     if config["benchmark"]["nearest_neighbour"] and tasks:
         stages.nearest_neighbour(str(R / "metrics" / "nearest_neighbour.csv"), bparams)
     (tmp / "resources").mkdir()

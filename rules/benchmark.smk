@@ -47,7 +47,7 @@ rule kmer_baseline:
         mem_mb=job_mem_mb("kmer_baseline"),
         runtime=job_runtime("kmer_baseline"),
     params:
-        benchmark=benchmark_params(config),
+        benchmark=kmer_params(config),
     script:
         "../workflow_scripts/kmer_baseline.py"
 

@@ -15,6 +15,7 @@ from bioprune.config import (  # noqa: E402
     benchmark_params,
     corpus_files,
     full_seeds,
+    kmer_params,
     leakage_params,
     split_params,
     dump_resolved,

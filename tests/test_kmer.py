@@ -161,3 +161,38 @@ def test_validation_slice_and_h_choice_on_a_small_pool():
     assert losses[model.h] < losses[0]
     with pytest.raises(BiopruneError, match="validation slice"):
         fit_kmer_baseline(["only"], ["ACGU"], "rna", max_val=10)
+
+
+@pytest.mark.requires_tool("mmseqs")
+def test_validation_filter_chooses_h_on_sequences_without_a_near_copy_in_the_fit_data():
+    """Validation sequences with a near-copy in the fit data are not used to choose h (the held-out
+    filter's rule): the losses equal those of the same corpus without them."""
+    import random
+
+    from bioprune.benchmarks.kmer import fit_kmer_baseline, validation_split
+
+    rng = random.Random(3)
+
+    def rand_seq():
+        return "".join(rng.choice("ACGU") for _ in range(150))
+
+    def variant(s):  # about 97% identical
+        return "".join(rng.choice("ACGU") if rng.random() < 0.03 else c for c in s)
+
+    families = [rand_seq() for _ in range(20)]
+    ids = [f"s{i}" for i in range(1500)]
+    val = validation_split(ids)
+    seqs = [variant(families[i % 20]) for i in range(len(ids))]  # fit data: 20 families of near-copies
+    v_idx = [i for i, v in enumerate(val) if v]
+    assert len(v_idx) >= 10
+    for i in v_idx[len(v_idx) // 2:]:  # half the slice: novel sequences; the other half family members
+        seqs[i] = rand_seq()
+    vf = {"molecule": "rna", "max_identity": 0.9, "min_coverage": 0.8}
+    _, plain = fit_kmer_baseline(ids, seqs, "rna", 250, h_max=3)
+    _, clean = fit_kmer_baseline(ids, seqs, "rna", 250, h_max=3, validation_filter=vf)
+    # the same corpus without the validation slice's family members: h is chosen on the novel half alone
+    near = set(v_idx[: len(v_idx) // 2])
+    keep = [i for i in range(len(ids)) if i not in near]
+    _, novel_only = fit_kmer_baseline([ids[i] for i in keep], [seqs[i] for i in keep], "rna", 250, h_max=3)
+    assert clean == pytest.approx(novel_only, rel=1e-12)
+    assert plain != pytest.approx(clean, rel=1e-3)  # without the filter the near-copies weigh in

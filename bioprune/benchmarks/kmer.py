@@ -219,15 +219,36 @@ def validation_split(ids: list[str]) -> np.ndarray:
 
 
 def fit_kmer_baseline(ids: list[str], seqs: list[str], molecule: str, max_val: int,
-                      h_max: int | None = None) -> tuple[KmerModel, dict[int, float]]:
-    """Choose h on the validation slice (fit on the rest), refit on everything: (model, {h: val loss})."""
+                      h_max: int | None = None, validation_filter: dict | None = None,
+                      ) -> tuple[KmerModel, dict[int, float]]:
+    """Choose h on the validation slice (fit on the rest), refit on everything: (model, {h: val loss}).
+
+    `validation_filter` ({molecule, max_identity, min_coverage}; the held-out filter's rule): validation
+    sequences with a near-copy in the fit sequences are not used to choose h, so h is chosen on data like
+    the homology-filtered held-out file it is scored on. Without it the slice holds near-copies of its fit
+    data and picks the longest context (h 8 on the demo pool, which then scores 4.69 on the filtered
+    held-out file against 3.76 for the models)."""
     h_max = H_MAX[molecule] if h_max is None else int(h_max)
     val = validation_split(ids)
     if not val.any() or val.all():
         raise BiopruneError(f"k-mer model: the validation slice of {len(ids)} training sequences is empty "
                             "or all of them")
-    v_idx = np.flatnonzero(val)[:max_val]
     rest = [s for s, v in zip(seqs, val) if not v]
+    v_all = np.flatnonzero(val)
+    if validation_filter:
+        from ..leakage import near_copies, search
+
+        vf = validation_filter
+        hits = search([seqs[i] for i in v_all], rest, vf["molecule"], float(vf["max_identity"]),
+                      hint="set leakage.holdout: false")
+        near = set(near_copies(hits, float(vf["max_identity"]), float(vf["min_coverage"])).q.astype(int))
+        log.info("k-mer model: %d of %d validation sequences have a near-copy in the fit data and are not used "
+                 "to choose h", len(near), len(v_all))
+        v_all = np.array([i for k, i in enumerate(v_all) if k not in near], dtype=int)
+        if not len(v_all):
+            raise BiopruneError("k-mer model: every validation sequence has a near-copy in the fit data; "
+                                "set leakage.holdout: false")
+    v_idx = v_all[:max_val]
     m = KmerModel(LETTERS[molecule], h_max, STANDARD[molecule]).fit(rest)
     pos = masked_positions([ids[i] for i in v_idx], [seqs[i] for i in v_idx], molecule)
     losses = {h: masked_cross_entropy(m, pos, h) for h in range(h_max + 1)}
@@ -277,7 +298,8 @@ def kmer_baseline_rows(shards: list[str], holdout: str, params: dict) -> list[tu
         else:
             molecule = shard_molecule(shards[0])
             ids, seqs = load_sequences(shards, None)
-            model, losses = fit_kmer_baseline(ids, seqs, molecule, bp.max_eval)
+            model, losses = fit_kmer_baseline(ids, seqs, molecule, bp.max_eval,
+                                              validation_filter=params.get("validation_filter"))
             pos = masked_positions(h_ids[: bp.max_eval], h_seqs[: bp.max_eval], molecule)
             loss = masked_cross_entropy(model, pos)
             rows += [("perplexity", "perplexity", math.exp(loss)), ("perplexity", "mlm_loss", loss),

@@ -113,6 +113,16 @@ def pretrain_params(config: dict) -> dict:
     return p
 
 
+def kmer_params(config: dict) -> dict:
+    """benchmark_params plus `validation_filter`: with the held-out filter on (leakage.enabled and
+    leakage.holdout), the k-mer model's validation slice is filtered the same way, so h is chosen on
+    sequences without a near-copy in the fit data, as the held-out file it is scored on."""
+    lk = config["leakage"]
+    vf = ({"molecule": config["corpus"]["molecule"], "max_identity": lk["max_identity"],
+           "min_coverage": lk["min_coverage"]} if lk["enabled"] and lk["holdout"] else None)
+    return {**benchmark_params(config), "validation_filter": vf}
+
+
 def benchmark_params(config: dict) -> dict:
     b = dict(config["benchmark"])
     b.pop("rnafold")
