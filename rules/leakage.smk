@@ -35,7 +35,7 @@ rule leakage_gate:
 
 
 # Held-out evaluation file without the held-out sequences that near-copy a pool sequence (leakage.holdout):
-# held-out perplexity and kmer_baseline read it; pretraining's validation curve reads the whole held-out split.
+# held-out perplexity, kmer_baseline and pretraining's validation curve read it.
 rule holdout_eval:
     input:
         holdout=f"{R}/shards/holdout.h5",

@@ -1,7 +1,7 @@
 rule pretrain:
     input:
         shards=shard_files(),
-        holdout=f"{R}/shards/holdout.h5",
+        holdout=f"{R}/leakage/holdout_eval.h5",
         selection=pretrain_selection,
     output:
         model=f"{R}/models/{{model_strategy}}_{{budget}}_seed{{seed}}/model.pt",

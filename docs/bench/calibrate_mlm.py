@@ -4,7 +4,8 @@ model size, and of the k-mer baseline against its context half-width h, on one r
   PYTHONPATH=$PWD .venv/bin/python docs/bench/calibrate_mlm.py RESULTS TAG LAYERS DIM STEPS LR   # one MLM run
   PYTHONPATH=$PWD .venv/bin/python docs/bench/calibrate_mlm.py RESULTS kmer                       # the k-mer line
 
-Held-out perplexity is computed exactly as the benchmark does (first 250 held-out sequences, masks of
+Held-out perplexity is computed exactly as the benchmark does (first 250 sequences of leakage/holdout_eval.h5,
+the homology-filtered held-out file, when the run has it, else of shards/holdout.h5; masks of
 batching.mask_by_id seed 0), every STEPS/8 steps; one CPU thread, or the GPU with DEVICE=cuda in the
 environment; appends JSON lines to RESULTS/calibration.jsonl."""
 import glob
@@ -21,14 +22,17 @@ from bioprune.shards import read_shard
 
 res = sys.argv[1]
 ids, seqs = load_sequences(sorted(glob.glob(f"{res}/shards/*-of-*.h5")), None)
-vi, vs, _ = read_shard(f"{res}/shards/holdout.h5")
+# the benchmark's held-out file: the homology-filtered one (leakage.holdout) when the run made it
+held = f"{res}/leakage/holdout_eval.h5"
+vi, vs, _ = read_shard(held if os.path.exists(held) else f"{res}/shards/holdout.h5")
 vi, vs = vi[:250], vs[:250]
-out = {"results": res, "pool": len(seqs)}
+out = {"results": res, "pool": len(seqs), "heldout": len(vi)}
 t0 = time.time()
 if sys.argv[2] == "kmer":
     from bioprune.benchmarks.kmer import fit_kmer_baseline, masked_cross_entropy, masked_positions
 
-    model, val = fit_kmer_baseline(ids, seqs, "rna", 250, h_max=9)
+    vf = ({"molecule": "rna", "max_identity": 0.9, "min_coverage": 0.8} if os.path.exists(held) else None)
+    model, val = fit_kmer_baseline(ids, seqs, "rna", 250, h_max=9, validation_filter=vf)
     pos = masked_positions(vi, vs, "rna")
     out.update(tag="kmer", chosen_h=model.h, val_loss={h: v for h, v in val.items()},
                heldout_ppl_by_h={h: math.exp(masked_cross_entropy(model, pos, h)) for h in range(model.h + 1)})
