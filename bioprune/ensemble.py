@@ -3,7 +3,7 @@ own D_sub, averaged per sequence after a per-model normalisation (TRAK's average
 
 Member j of the ensemble drawn by reference seed s uses reference seed member_seeds(s, R)[j]: member 0
 is s itself (so R = 1 is exactly today's single-model run and its files), members j >= 1 take a seed
-derived from (s, j) by hash into [2^31, 2^62), away from any seed a user writes, so the ensembles of two
+derived from (s, j) by hash into [2^31, 2^32) (numpy's and torch's seed range), away from any seed a user writes, so the ensembles of two
 reference seeds share no member. Each member is an ordinary scoring run (its own D_sub, reference model,
 curvature and sketches); ensemble_scores merges their scores.h5 files.
 
@@ -33,7 +33,7 @@ def member_seeds(seed: int, size: int) -> list[int]:
         raise BiopruneError(f"config key reference.ensemble: {size} must be >= 1")
     seeds = [int(seed)]
     for j in range(1, int(size)):
-        seeds.append(_LOW + int_hash(str(j), "reference_ensemble", int(seed)) % ((1 << 62) - _LOW))
+        seeds.append(_LOW + int_hash(str(j), "reference_ensemble", int(seed)) % _LOW)
     return seeds
 
 
