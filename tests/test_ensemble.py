@@ -154,3 +154,22 @@ def test_ledger_charges_every_member(tmp_path):
     members = dict(keys, **{"reference/seed9": tsv("r9", 10), "scores/ref9_inf0": tsv("s9", 1),
                             "ensemble/ref0_inf0": tsv("e", 0.5)})
     assert base == 11 and ledger(members)["scoring_s"].iloc[0] == 22.5
+
+
+def test_length_rank_is_the_percentile_within_length_deciles():
+    from bioprune.gradients import InfluenceConfig
+    from bioprune.scores import length_rank
+    from bioprune.stability import spearman
+
+    rng = np.random.default_rng(1)
+    length = rng.integers(30, 400, size=2000)
+    score = 1.0 / length + rng.random(2000) * 1e-4  # a score that is mostly 1/length
+    r = length_rank(score, length)
+    assert spearman(score, length) < -0.9 and abs(spearman(r, length)) < 0.1
+    assert r.min() > 0 and r.max() == 1.0
+    # within one length value the order of the raw scores is kept
+    same = length == length[0]
+    assert np.array_equal(np.argsort(r[same], kind="stable"), np.argsort(score[same], kind="stable"))
+    # hand-made: two length strata of two sequences each
+    assert np.allclose(length_rank([5.0, 1.0, 3.0, 7.0], [10, 10, 50, 50], n_strata=2), [1.0, 0.5, 0.5, 1.0])
+    assert InfluenceConfig(normalize="length_rank").normalize == "length_rank"

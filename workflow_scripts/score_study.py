@@ -194,9 +194,14 @@ def ensemble(members: list[dict], normalize: str, how: str) -> dict:
 
 
 def normalized(sc: dict, normalize: str) -> dict:
-    """normalize=rayleigh: g^T (F + lambda)^-1 g / g^T g from the same pass."""
+    """normalize=rayleigh: g^T (F + lambda)^-1 g / g^T g from the same pass; length_rank: the score's
+    percentile within its length decile (bioprune.scores.length_rank, what the merge writes)."""
+    from bioprune.scores import length_rank
+
     if normalize == "none":
         return sc
+    if normalize == "length_rank":
+        return {**sc, "score": length_rank(sc["score"], sc["length"])}
     return {**sc, "score": np.asarray(sc["score"]) / np.maximum(np.asarray(sc["grad_sqnorm"]), 1e-300)}
 
 
@@ -229,8 +234,11 @@ Columns: influence_* compare influence.seed 0 vs 1 (same reference model; only m
 reference_* compare reference.seed 0 vs 1 (new D_sub and reference model; same masks),
 spearman_score_length is the primary scoring's. Targets: influence Spearman >= 0.95, within-decile
 >= 0.9, top-0.5% Jaccard >= 0.7, |Spearman(score, length)| <= 0.3, reference Spearman >= 0.7.
-normalize=rayleigh is g^T (F + lambda)^-1 g / g^T g from the same pass. reconstruction has no random
-draw, so its influence-seed agreement is 1 by construction (measured, not assumed).
+normalize=rayleigh is g^T (F + lambda)^-1 g / g^T g from the same pass; length_rank is the score's
+percentile within its length decile. reconstruction has no random draw, so its influence-seed agreement
+is 1 by construction (measured, not assumed). train = reference epochs:embed_dim:D_sub fraction; ensemble
+= reference models averaged (reference.ensemble) after ensemble_normalize; reference_* compare the
+ensembles of reference.seed 0 and 1 (disjoint members).
 """
 
 
