@@ -7,7 +7,7 @@ model size, and of the k-mer baseline against its context half-width h, on one r
 Held-out perplexity is computed exactly as the benchmark does (first 250 sequences of leakage/holdout_eval.h5,
 the homology-filtered held-out file, when the run has it, else of shards/holdout.h5; masks of
 batching.mask_by_id seed 0), every STEPS/8 steps; one CPU thread, or the GPU with DEVICE=cuda in the
-environment; appends JSON lines to RESULTS/calibration.jsonl."""
+environment; MAX_TOKENS=N in the environment trains on length-bucketed token batches (pretrain.max_tokens); appends JSON lines to RESULTS/calibration.jsonl."""
 import glob
 import json
 import math
@@ -44,13 +44,14 @@ else:
     heads = max(4, dim // 32)
     cfg = TrainConfig(layers=layers, embed_dim=dim, heads=heads, lr=lr, batch_size=32, budget="steps", steps=steps,
                       save_every=10**9, eval_every=max(1, steps // 8), seed=0,
+                      max_tokens=int(os.environ["MAX_TOKENS"]) if os.environ.get("MAX_TOKENS") else None,
                       device=os.environ.get("DEVICE", "cpu"))
     import h5py
 
     train_mlm(seqs, "rna", cfg, f"/tmp/{tag}.pt", f"/tmp/{tag}_curves.h5", val=(vi, vs))
     with h5py.File(f"/tmp/{tag}_curves.h5") as f:
         state = torch.load(f"/tmp/{tag}.pt", weights_only=False)["state_dict"]
-        out.update(tag=tag, layers=layers, dim=dim, lr=lr, steps=steps, params=sum(p.numel() for p in state.values()),
+        out.update(tag=tag, max_tokens=cfg.max_tokens, layers=layers, dim=dim, lr=lr, steps=steps, params=sum(p.numel() for p in state.values()),
                    val_step=f["val_step"][()].tolist(), val_ppl=[math.exp(x) for x in f["val_loss"][()]])
 out["wall_s"] = time.time() - t0
 print(json.dumps(out))
