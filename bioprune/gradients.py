@@ -29,7 +29,7 @@ from .persample import GradCapture, KroneckerProjector, per_sample_grads
 
 LOSSES = ("mlm", "mlm_coverage", "reconstruction", "reconstruction_padded")
 ESTIMATORS = ("diag_fisher", "projected")
-NORMALIZE = ("none", "rayleigh")
+NORMALIZE = ("none", "rayleigh", "length_rank")
 
 
 @dataclass
@@ -38,7 +38,8 @@ class InfluenceConfig:
 
     damping: absolute lambda of diag_fisher (paper 1e-8); relative_damping: lambda of projected as a
     multiple of the mean eigenvalue of the k x k sketch Fisher (0 = use `damping` absolute instead);
-    normalize "rayleigh": score / g^T g (magnitude-free). paper_exact: the loss comes from
+    normalize "rayleigh": score / g^T g (magnitude-free); "length_rank": the score's percentile within its
+    length decile (scores.length_rank, applied by the merge). paper_exact: the loss comes from
     bioprune.paper.paper_batch_losses (the released code's loss) instead of `loss`/`reduction`.
     """
 

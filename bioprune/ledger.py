@@ -17,7 +17,9 @@ import pandas as pd
 
 from .errors import BiopruneError
 
-SCORING_STAGES = ("reference", "curvature", "sketch", "scores")
+# with reference.ensemble R > 1 every member's reference, curvature, sketch and scores runs are listed (R-fold
+# cost) plus the `ensemble` average
+SCORING_STAGES = ("reference", "curvature", "sketch", "scores", "ensemble")
 SELECTION_STAGES = {"top_influence": SCORING_STAGES, "cci": SCORING_STAGES, "grad_norm": SCORING_STAGES,
                     "cluster": ("cluster",)}
 MODEL_LABEL = re.compile(r"^(?P<strategy>[a-z0-9_]+?)_(?P<budget>[0-9.e+-]+)_seed(?P<seed>[0-9]+)$")

@@ -16,6 +16,9 @@ k-th sequence (k = spearman_sample_stride, an attr). Unique ids across shards ar
 guarantee; the merge refuses two sketch files of the same source shard.
 normalize "rayleigh": s(z) / g^T g (diag_fisher: the exact gradient's g^T g, stored as grad_sqnorm;
 projected: the sketch's own squared norm), a magnitude-free score; 0 where the gradient is 0.
+normalize "length_rank": s(z)'s percentile (mid-rank / stratum size) among the sequences of its length
+decile (LENGTH_RANK_STRATA quantile strata of the pool's lengths, strata.StrataPlan): Spearman(score,
+length) ~ 0 by construction; a second pass over the merged column (memory O(N) floats).
 """
 from __future__ import annotations
 
@@ -33,6 +36,27 @@ SIGN_NOTE = ("positive self-influence s = g^T F^-1 g; higher = more influential.
 
 BLOCK = 1 << 16  # rows read, scored and written at a time
 SPEARMAN_SAMPLE = 1_000_000  # Spearman correlations over every k-th sequence beyond this many
+LENGTH_RANK_STRATA = 10  # normalize length_rank: length deciles
+NORMALIZE = ("none", "rayleigh", "length_rank")
+
+
+def length_rank(score: np.ndarray, length: np.ndarray, n_strata: int = LENGTH_RANK_STRATA) -> np.ndarray:
+    """Percentile (average rank / stratum size, in (0, 1]) of every score within its length quantile stratum."""
+    from scipy.stats import rankdata
+
+    from .selection_stream import as_column
+    from .strata import StrataPlan
+
+    score, length = np.asarray(score, dtype=np.float64), np.asarray(length)
+    out = np.zeros(len(score))
+    if not len(score):
+        return out
+    plan = StrataPlan.of(as_column(length, "length"), n_strata)
+    label = plan.of_lengths(length.astype(float))
+    for s in np.unique(label):
+        m = label == s
+        out[m] = rankdata(score[m], method="average") / int(m.sum())
+    return out
 
 
 def _finite(s: np.ndarray, f, path: str, offset: int) -> np.ndarray:
@@ -109,8 +133,8 @@ def merge_scores(paths: list[str], out_path: str, damping: float | None = None,
     damping = shard_damping if damping is None else float(damping)
     rel = float(_attr(first, "relative_damping", 0.1)) if relative_damping is None else float(relative_damping)
     normalize = str(_attr(first, "normalize", "none")) if normalize is None else normalize
-    if normalize not in ("none", "rayleigh"):
-        raise BiopruneError(f"config key influence.normalize: {normalize!r} is not one of ('none', 'rayleigh')")
+    if normalize not in NORMALIZE:
+        raise BiopruneError(f"config key influence.normalize: {normalize!r} is not one of {NORMALIZE}")
     inv_eig = None
     m_fisher = None
     lam = damping
@@ -170,6 +194,10 @@ def merge_scores(paths: list[str], out_path: str, damping: float | None = None,
                         sample[k].append(np.asarray(block[k])[pick])
             at += m
         smp = {k: np.concatenate(v) if v else np.zeros(0) for k, v in sample.items()}
+        if normalize == "length_rank" and n:
+            ranked = length_rank(cols["score"][()], cols["length"][()])
+            cols["score"][:] = ranked
+            smp["score"] = ranked[::stride]
         from .stability import spearman, undefined_why
 
         rho, rho_norm = spearman(smp["score"], smp["length"]), spearman(smp["score"], smp["grad_sqnorm"])

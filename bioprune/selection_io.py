@@ -97,8 +97,10 @@ def read_selection(path: str) -> list[str]:
         return read_str(f["id"])
 
 
-def mmseqs_representatives(fasta: str, out_path: str, identity: float, coverage: float = 0.8, threads: int = 1) -> int:
-    """Cluster with `mmseqs easy-linclust`; write one representative id per line. Returns the count."""
+def mmseqs_representatives(fasta: str, out_path: str, identity: float, coverage: float = 0.8, threads: int = 1,
+                           members_path: str | None = None) -> int:
+    """Cluster with `mmseqs easy-linclust`; write one representative id per line (and, with members_path,
+    its representative<TAB>member table). Returns the count."""
     exe = shutil.which("mmseqs")
     if exe is None:
         raise BiopruneError(
@@ -114,6 +116,9 @@ def mmseqs_representatives(fasta: str, out_path: str, identity: float, coverage:
         if res.returncode != 0:
             raise BiopruneError(f"mmseqs easy-linclust failed ({res.returncode}): {res.stderr[-2000:]}")
         reps = sorted({line.split("\t")[0] for line in open(f"{prefix}_cluster.tsv") if line.strip()})
+        if members_path:
+            with atomic_path(members_path) as t:
+                Path(t).write_text(Path(f"{prefix}_cluster.tsv").read_text())
     with atomic_path(out_path) as t:
         Path(t).write_text("".join(r + "\n" for r in reps))
     return len(reps)

@@ -89,6 +89,8 @@ class Grouped:
 def kth_largest_by_group(src: Grouped, ks) -> np.ndarray:
     """thr[s] = the ks[s]-th largest score of group s, exactly (inf where ks[s] == 0)."""
     ks = np.asarray(ks, dtype=np.int64)
+    if src.n_groups > MANY_GROUPS:  # categorical strata (clusters): n_groups x 2^16 histograms would not fit
+        return _kth_largest_in_memory(src, ks)
     n_groups, todo = src.n_groups, ks > 0
     thr = np.full(n_groups, np.inf)
     prefix, need = np.zeros(n_groups, dtype=np.uint64), ks.copy()  # keys whose top bits equal prefix[s]
@@ -127,6 +129,23 @@ def kth_largest_by_group(src: Grouped, ks) -> np.ndarray:
             for s, parts in members.items():
                 m = np.concatenate(parts)
                 thr[s], todo[s] = np.partition(m, len(m) - need[s])[len(m) - need[s]], False
+    return thr
+
+
+MANY_GROUPS = 64  # beyond this many groups kth_largest_by_group sorts in memory (O(pool), no histograms)
+
+
+def _kth_largest_in_memory(src: Grouped, ks: np.ndarray) -> np.ndarray:
+    """kth_largest_by_group by one sort of (group, -score): for many small groups (source, cluster strata,
+    whose labels are in memory anyway)."""
+    parts = list(src.blocks())
+    x = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0)
+    g = np.concatenate([p[2] for p in parts]).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+    order = np.lexsort((-x, g))
+    starts = np.searchsorted(g[order], np.arange(src.n_groups), side="left")
+    thr = np.full(src.n_groups, np.inf)
+    todo = np.flatnonzero(ks > 0)
+    thr[todo] = x[order[starts[todo] + ks[todo] - 1]]
     return thr
 
 

@@ -4,8 +4,9 @@ and the degenerate control (the lowest-complexity sequences: kmer_entropy).
 Budgets are fractions of the scored pool: k = round-half-up(budget x N) (fraction_count), and every
 strategy returns exactly k ids, in a deterministic order. CCI drops the same count of top scores
 (round-half-up(beta x N)), so at budget = beta it is disjoint from Top-I for every N. Top-I and CCI
-can run within length strata (stratify_by: length): quantile strata of sequence length, the budget
-split over strata in proportion to the pool by largest remainder (proportional_split).
+can run within strata (stratify_by): length = quantile strata of sequence length, source = the pool
+source of each id, cluster = its MMseqs2 cluster (strata.LabelPlan); the budget split over strata in
+proportion to the pool by largest remainder (proportional_split).
 """
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ from .alphabets import kmer_codes
 from .errors import BiopruneError
 from .selection_io import mmseqs_representatives, read_selection, write_selection  # noqa: F401 (re-exported)
 from .selection_stream import DROPPED, CCIPlan, Column, Grouped, as_column, check_cci, top_by_group, top_k_stream
-from .strata import StrataPlan
+from .strata import LabelPlan, StrataPlan
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("top_influence", "cci", "random", "random_10x", "grad_norm", "cluster", "degenerate")
-STRATIFY = ("none", "length")
+STRATIFY = ("none", "length", "source", "cluster")
 NUMERIC = ("score", "grad_sqnorm", "length")  # the columns select_indices reads block by block
 
 
@@ -236,32 +237,43 @@ def select_cci_stratified(src: Grouped, sizes: np.ndarray, k: int, beta: float, 
     return _cci_in_groups(src, sizes, k, beta, n_bins, edge, lambda s: np.random.default_rng([seed, s]))
 
 
-def _stratify_by(opts: dict, key: str) -> bool:
+def _stratify_by(opts: dict, key: str) -> str:
+    """The stratify_by value ('' for none)."""
     value = opts.get("stratify_by", "none")
     if value not in STRATIFY:
         raise BiopruneError(f"config key {key}: {value!r} is not one of {', '.join(STRATIFY)}")
-    return value == "length"
+    return "" if value == "none" else value
+
+
+def _plan(by: str, scores: dict, length_strata: int, labels: LabelPlan | None, key: str):
+    """Strata of `by`: length from the scores' lengths; source / cluster from `labels` (LabelPlan)."""
+    if by == "length":
+        return _strata_of(scores, length_strata, "selection.length_strata")
+    if labels is None:
+        raise BiopruneError(f"config key {key}: {by} stratification needs each sequence's {by} (strata labels)")
+    return labels
 
 
 def select(strategy: str, scores: dict, budget: float, seed: int, cci: dict | None = None,
            representatives: list[str] | None = None, *, top_influence: dict | None = None,
-           length_strata: int = 10) -> list[str]:
+           length_strata: int = 10, labels: LabelPlan | None = None) -> list[str]:
     """Ids chosen by `strategy` at `budget` (fraction of the pool) with `seed`; exactly budget_size() ids.
 
     `cci` = selection.cci (beta, bins, bin_edge, stratify_by); `top_influence` =
     selection.top_influence (stratify_by). stratify_by: length runs the strategy within
     `length_strata` quantile strata of length (selection.length_strata), the budget split in
-    proportion to the pool by largest remainder. Deterministic for a given seed.
+    proportion to the pool by largest remainder; stratify_by: source / cluster runs it within the
+    categorical strata `labels` (strata.LabelPlan, in the scores' order). Deterministic for a given seed.
     """
     ids = scores["id"]
     idx = select_indices(strategy, scores, len(ids), budget, seed, cci, representatives,
-                         top_influence=top_influence, length_strata=length_strata)
+                         top_influence=top_influence, length_strata=length_strata, labels=labels)
     return [ids[i] for i in idx]
 
 
 def select_indices(strategy: str, scores: dict, n: int, budget: float, seed: int, cci: dict | None = None,
                    representatives: list[str] | None = None, *, top_influence: dict | None = None,
-                   length_strata: int = 10) -> np.ndarray:
+                   length_strata: int = 10, labels: LabelPlan | None = None) -> np.ndarray:
     """Positions (in the scores file) chosen by `strategy`, as select(): `scores` needs only the
     numeric columns the strategy reads (score, grad_sqnorm, length), plus `id` for cluster. A column
     may be an array, an h5py dataset or a selection_stream.Column: Top-I, GraNd and CCI, with or
@@ -270,8 +282,10 @@ def select_indices(strategy: str, scores: dict, n: int, budget: float, seed: int
     scores = {key: as_column(v, key) if key in NUMERIC else v for key, v in scores.items()}
     rng = np.random.default_rng(seed)
     if strategy == "top_influence":
-        if _stratify_by(top_influence or {}, "selection.top_influence.stratify_by"):
-            plan = _strata_of(scores, length_strata, "selection.length_strata")
+        key = "selection.top_influence.stratify_by"
+        by = _stratify_by(top_influence or {}, key)
+        if by:
+            plan = _plan(by, scores, length_strata, labels, key)
             idx = select_top_stratified(plan.grouped(scores["score"]), plan.sizes, k)
         else:
             idx = top_k_stream(scores["score"], k)
@@ -282,8 +296,9 @@ def select_indices(strategy: str, scores: dict, n: int, budget: float, seed: int
     elif strategy == "cci":
         cci = cci or {}
         args = (cci.get("beta", 0.1), cci.get("bins", 50), seed, cci.get("bin_edge", "inclusive"))
-        if _stratify_by(cci, "selection.cci.stratify_by"):
-            plan = _strata_of(scores, length_strata, "selection.length_strata")
+        by = _stratify_by(cci, "selection.cci.stratify_by")
+        if by:
+            plan = _plan(by, scores, length_strata, labels, "selection.cci.stratify_by")
             idx = select_cci_stratified(plan.grouped(scores["score"]), plan.sizes, k, *args)
         else:
             idx = select_cci(scores["score"], k, *args)

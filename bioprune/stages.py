@@ -147,6 +147,15 @@ def scores(sketches: list[str], out: str, params: dict) -> None:
     merge_scores(sketches, out, **params)
 
 
+def ensemble_scores(members: list[str], out: str, params: dict) -> None:
+    """Average the member runs' scores (reference.ensemble > 1; bioprune.ensemble); params = ensemble_params."""
+    from .ensemble import ensemble_scores as _ensemble
+
+    if len(members) != int(params["size"]):
+        raise BiopruneError(f"config key reference.ensemble: {params['size']} members expected, {len(members)} given")
+    _ensemble(members, out, params["normalize"], int(params["seed"]))
+
+
 def copy_file(src: str, dst: str) -> None:
     """Copy a finished output to a stable name atomically (results/influence/scores.h5)."""
     import shutil
@@ -162,7 +171,9 @@ def stability(primary: str, influence_seed: str, reference_seed: str, selections
     run_stability(primary, influence_seed, reference_seed, selections, out_csv, out_png, budgets)
 
 
-def cluster(shards: list[str], out: str, params: dict, threads: int = 1) -> None:
+def cluster(shards: list[str], out: str, params: dict, threads: int = 1, members: str | None = None) -> None:
+    """MMseqs2 representatives (`out`) and, with `members`, the representative<TAB>member table
+    (stratify_by: cluster)."""
     import tempfile
 
     from .pretraining import load_sequences
@@ -173,7 +184,7 @@ def cluster(shards: list[str], out: str, params: dict, threads: int = 1) -> None
         for i, s in zip(ids, seqs):
             fh.write(f">{i}\n{s}\n")
         fh.flush()
-        n = mmseqs_representatives(fh.name, out, params["identity"], params["coverage"], threads)
+        n = mmseqs_representatives(fh.name, out, params["identity"], params["coverage"], threads, members)
     log.info("cluster: %d representatives of %d sequences at identity %.2f", n, len(ids), params["identity"])
 
 
@@ -195,12 +206,33 @@ def pool_complexity(shards: list[str], ids: list[str], k: int) -> np.ndarray:
     return np.array([ent[i] for i in ids])
 
 
+def strata_labels(scores_path: str, params: dict, members: str | None = None):
+    """Categorical strata (strata.LabelPlan) of the scored ids when the strategy's stratify_by is source or
+    cluster (None otherwise): sources from selection.source_map or the ids, clusters from `members`."""
+    from .h5io import open_h5, read_str
+    from .strata import LabelPlan, cluster_labels, source_labels
+
+    by = (params.get(params["strategy"]) or {}).get("stratify_by", "none")
+    if by not in ("source", "cluster"):
+        return None
+    with open_h5(scores_path, "scores", ["id"]) as f:
+        ids = read_str(f["id"])
+    if by == "source":
+        return LabelPlan.of(source_labels(ids, params.get("source_map")))
+    if not members:
+        raise BiopruneError(f"config key selection.{params['strategy']}.stratify_by: cluster needs the MMseqs2 "
+                            "cluster members table (the cluster rule's cluster_members.tsv)")
+    return LabelPlan.of(cluster_labels(ids, members))
+
+
 def select(scores_path: str, shards: list[str], out: str, fasta: str, params: dict, budget: float, seed: int,
-           representatives: str | None = None, table: str | None = None, export: dict | None = None) -> None:
+           representatives: str | None = None, table: str | None = None, export: dict | None = None,
+           members: str | None = None) -> None:
     """Select on the scores' numeric columns read block by block (ids only for `cluster`), then write
     the selection and its FASTA streaming from the shards: memory O(k) for Top-I, GraNd and CCI
     (O(pool) with length strata, random_10x or cluster), no Python object per sequence.
     `table` (ids + scores for the user's own trainer) reads the whole scores file, ids included.
+    stratify_by source / cluster reads the ids (strata_labels; `members` = the MMseqs2 members table).
     `export` = {"files": corpus files, "ingest": ingest_params}: also write the user's original records of
     the chosen ids beside the FASTA (`.original.fa`, bioprune.export) and their lengths into the table."""
     from .scores import read_scores
@@ -209,7 +241,8 @@ def select(scores_path: str, shards: list[str], out: str, fasta: str, params: di
 
     strategy = params["strategy"]
     reps = open(representatives).read().split() if representatives else None
-    kw = dict(top_influence=params.get("top_influence"), length_strata=params.get("length_strata", 10))
+    kw = dict(top_influence=params.get("top_influence"), length_strata=params.get("length_strata", 10),
+              labels=strata_labels(scores_path, params, members))
     if strategy in ("cluster", "degenerate"):
         sc = read_scores(scores_path)
         n, sc_attrs = len(sc["id"]), sc["attrs"]

@@ -1,5 +1,10 @@
-"""Quantile strata of sequence length for length-stratified selection, from one pass over a length
-column (selection_stream.Column): the strata of every sequence and the score column grouped by them."""
+"""Strata for stratified selection (selection.{top_influence,cci}.stratify_by).
+
+length: quantile strata of sequence length, from one pass over a length column (selection_stream.Column):
+the strata of every sequence and the score column grouped by them.
+source, cluster: categorical strata from a label per scored sequence (LabelPlan): the pool source of its id
+(the prefix before the first `_`, leakage.pool_source, or selection.source_map's id -> source table) or
+its MMseqs2 cluster at selection.cluster.identity (the cluster rule's members table)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,3 +60,75 @@ class StrataPlan:
             for (a, x), (_, v) in zip(score.blocks(), self.length.blocks()):
                 yield a, x, self.of_lengths(v)
         return Grouped(score, len(self.sizes), blocks)
+
+
+@dataclass
+class LabelPlan:
+    """Categorical strata: `labels` = stratum 0..m-1 of every scored sequence (in the scores' order),
+    `names` = the stratum names, `sizes` = members per stratum (all >= 1)."""
+
+    labels: np.ndarray
+    names: list[str]
+    sizes: np.ndarray
+
+    @classmethod
+    def of(cls, keys: list[str]) -> "LabelPlan":
+        """Strata numbered by sorted name (deterministic whatever the pool order)."""
+        names, labels = np.unique(np.asarray(keys, dtype=object).astype(str), return_inverse=True)
+        return cls(labels.astype(np.int64), [str(n) for n in names], np.bincount(labels, minlength=len(names)))
+
+    def grouped(self, score: Column) -> Grouped:
+        if len(score) != len(self.labels):
+            raise BiopruneError(f"stratify_by: {len(self.labels)} stratum labels for {len(score)} scores")
+
+        def blocks():
+            for a, x in score.blocks():
+                yield a, x, self.labels[a:a + len(x)]
+        return Grouped(score, len(self.sizes), blocks)
+
+
+def read_source_map(path: str) -> dict[str, str]:
+    """selection.source_map: a TSV of `id<TAB>source` lines (lines starting with # skipped)."""
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise BiopruneError(f"config key selection.source_map: {path}: file not found")
+    out = {}
+    for n, line in enumerate(open(path), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) < 2:
+            raise BiopruneError(f"config key selection.source_map: {path} line {n}: expected id<TAB>source")
+        out[parts[0]] = parts[1]
+    return out
+
+
+def source_labels(ids: list[str], source_map: str | None = None) -> list[str]:
+    """The source of every id: selection.source_map's entry, or the id's prefix before the first `_`
+    (leakage.pool_source: rrna, trna, mircarta, rfam in the RNA pool; `pool` for ids without one)."""
+    from .leakage import pool_source
+
+    if not source_map:
+        return [pool_source(i) for i in ids]
+    table = read_source_map(source_map)
+    missing = [i for i in ids if i not in table]
+    if missing:
+        raise BiopruneError(f"config key selection.source_map: {len(missing)} scored ids have no source in {source_map} "
+                            f"(e.g. {', '.join(missing[:3])})")
+    return [table[i] for i in ids]
+
+
+def cluster_labels(ids: list[str], members: str) -> list[str]:
+    """The MMseqs2 cluster (its representative's id) of every id, from the cluster rule's members table
+    (`representative<TAB>member` lines, mmseqs easy-linclust's _cluster.tsv)."""
+    rep = {}
+    for line in open(members):
+        if line.strip():
+            r, m = line.rstrip("\n").split("\t")[:2]
+            rep[m] = r
+    missing = [i for i in ids if i not in rep]
+    if missing:
+        raise BiopruneError(f"config key selection.cluster: {len(missing)} scored ids are in no cluster of {members} "
+                            f"(e.g. {', '.join(missing[:3])}); re-run the cluster rule")
+    return [rep[i] for i in ids]

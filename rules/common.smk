@@ -19,6 +19,7 @@ from bioprune.config import (  # noqa: E402
     leakage_params,
     split_params,
     dump_resolved,
+    ensemble_params,
     influence_params,
     ingest_params,
     ingest_spans,
@@ -164,8 +165,31 @@ STABILITY = config["stability"]
 INFLUENCE_STRATEGIES = {"top_influence", "cci", "grad_norm"}
 
 
-def score_file(rseed, iseed):
+# reference.ensemble R > 1: a scoring run (r, i) averages R member runs (bioprune.ensemble.member_seeds(r, R),
+# member 0 = r); each member is an ordinary run, so shards and shared members are built once.
+ENSEMBLE = config["reference"]["ensemble"]
+
+
+def member_seeds_of(rseed):
+    from bioprune.ensemble import member_seeds
+
+    return member_seeds(int(rseed), ENSEMBLE)
+
+
+def member_score_file(rseed, iseed):
     return f"{R}/influence/ref{rseed}_inf{iseed}/scores.h5"
+
+
+def score_file(rseed, iseed):
+    """Scores of run (r, i) as selections and the stability stage read them: one reference model's, or
+    with reference.ensemble > 1 the ensemble average of its members'."""
+    if ENSEMBLE > 1:
+        return f"{R}/influence/ensemble{ENSEMBLE}/ref{rseed}_inf{iseed}/scores.h5"
+    return member_score_file(rseed, iseed)
+
+
+def ensemble_inputs(wildcards):
+    return [member_score_file(m, wildcards.iseed) for m in member_seeds_of(wildcards.rseed)]
 
 
 def sketch_files(wildcards):
@@ -197,6 +221,11 @@ def selection_inputs(wildcards):
     d = {"scores": selection_scores(wildcards.strategy, wildcards.seed), "shards": shard_files()}
     if wildcards.strategy == "cluster":
         d["representatives"] = f"{R}/selection/cluster_representatives.txt"
+    by = config["selection"].get(wildcards.strategy, {}).get("stratify_by", "none")
+    if by == "cluster":  # stratify_by: cluster (selection.top_influence / selection.cci)
+        d["members"] = f"{R}/selection/cluster_members.tsv"
+    if by == "source" and config["selection"]["source_map"]:
+        d["source_map"] = config["selection"]["source_map"]
     return d
 
 
@@ -285,6 +314,9 @@ def ledger_inputs():
     files = []
     if INFLUENCE_STRATEGIES & set(STRATEGIES):
         runs = {PRIMARY} | {(r, PRIMARY[1]) for r in REFERENCE_SEEDS}
+        if ENSEMBLE > 1:  # R-fold: every member's reference, curvature, sketches and scores, plus the average
+            files += [f"{b}/ensemble/ref{r}_inf{i}.tsv" for r, i in sorted(runs)]
+            runs = {(m, i) for r, i in runs for m in member_seeds_of(r)}
         for r, i in sorted(runs):
             files += [f"{b}/reference/seed{r}.tsv", f"{b}/scores/ref{r}_inf{i}.tsv"]
             files += gather.shards(f"{b}/sketch/ref{r}_inf{i}/{{scatteritem}}.tsv")
@@ -316,7 +348,7 @@ def coreset_summary_inputs(wildcards):
         "leakage": f"{R}/leakage/report.csv",
         "scores": f"{R}/influence/scores.h5",
         "tables": [t for _, t in selection_tables()],
-        "reference": f"{R}/reference/seed{PRIMARY[0]}/curves.h5",
+        "reference": f"{R}/reference/seed{PRIMARY[0]}/curves.h5",  # member 0 with reference.ensemble > 1
     }
     if STABILITY["enabled"]:
         d["stability"] = f"{R}/influence/stability.csv"

@@ -95,9 +95,31 @@ rule scores:
         "../workflow_scripts/scores.py"
 
 
+# reference.ensemble R > 1: the per-sequence average of R member runs' scores (bioprune.ensemble)
+rule ensemble_scores:
+    input:
+        ensemble_inputs,
+    output:
+        f"{R}/influence/ensemble{ENSEMBLE}/ref{{rseed}}_inf{{iseed}}/scores.h5",
+    log:
+        f"{R}/logs/ensemble/ref{{rseed}}_inf{{iseed}}.log",
+    benchmark:
+        f"{R}/benchmarks/ensemble/ref{{rseed}}_inf{{iseed}}.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: job_threads("scores")
+    resources:
+        mem_mb=job_mem_mb("scores"),
+        runtime=job_runtime("scores"),
+    params:
+        ensemble=lambda w: ensemble_params(config, int(w.rseed)),
+    script:
+        "../workflow_scripts/ensemble_scores.py"
+
+
 rule primary_scores:
     input:
-        f"{R}/influence/ref{PRIMARY[0]}_inf{PRIMARY[1]}/scores.h5",
+        score_file(*PRIMARY),
     output:
         f"{R}/influence/scores.h5",
     log:

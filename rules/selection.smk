@@ -2,7 +2,8 @@ rule cluster:
     input:
         shard_files(),
     output:
-        f"{R}/selection/cluster_representatives.txt",
+        representatives=f"{R}/selection/cluster_representatives.txt",
+        members=f"{R}/selection/cluster_members.tsv",
     log:
         f"{R}/logs/cluster.log",
     benchmark:

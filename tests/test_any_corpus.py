@@ -241,3 +241,27 @@ def test_pool_too_small_for_the_budget_stops_naming_selection_budgets(tmp_path):
     line = check_outcome(tmp_path / "run", res)
     assert line.startswith("bioprune error: config key selection.budgets: 0.05 of a pool of 5 is less than one "
                            "sequence; raise it to at least 0.1"), line
+
+
+def test_ensemble_with_length_rank_and_source_strata_runs_to_the_end(tmp_path):
+    """The protein demo's scoring setting, shrunk: reference.ensemble 2 (two reference models per scoring
+    run, rank-averaged), influence.normalize length_rank and Top-I stratified by source (id prefix).
+    The DAG completes, the primary scores are the ensemble average of two members, the ledger charges
+    both members' reference models, and Top-I's coreset takes every source in proportion to the pool."""
+    corpus = write_fasta(tmp_path / "pool.fa", generated(300, 30, 60, "protein"))
+    cfg = tiny_config(corpus, "protein")
+    cfg["reference"].update(ensemble=2, ensemble_normalize="rank")
+    cfg["influence"].update(loss="reconstruction", normalize="length_rank")
+    cfg["selection"]["top_influence"] = {"stratify_by": "source"}
+    cfg["selection"]["budgets"] = [0.1]
+    res = run_dag(tmp_path / "run", cfg)
+    assert check_outcome(tmp_path / "run", res) == "completed"
+    out = tmp_path / "run/res"
+    members = sorted(p.name for p in (out / "reference").iterdir() if p.name.startswith("seed"))
+    assert len(members) >= 2, members  # member 0 (reference.seed) and one derived member
+    assert list((out / "influence").glob("ensemble2/ref*_inf*/scores.h5"))
+    ledger_refs = {p.name for p in (out / "benchmarks/reference").glob("seed*.tsv")}
+    assert len(ledger_refs) >= 2
+    table = pd.read_csv(out / "selection/top_influence_0.1_seed0.tsv", sep="\t", comment="#")
+    counts = table["id"].astype(str).str.split("_").str[0].value_counts()
+    assert set(counts.index) == {"src0", "src1", "src2"} and counts.max() - counts.min() <= 2, counts

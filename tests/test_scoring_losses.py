@@ -246,6 +246,24 @@ def test_rayleigh_is_magnitude_free(tmp_path, synthetic):
     assert a["attrs"]["normalize"] == "rayleigh" and plain["attrs"]["normalize"] == "none"
 
 
+def test_length_rank_merge_writes_percentiles_within_length_deciles(small):
+    """normalize length_rank (issue 27): the merged column is scores.length_rank of the plain scores, and
+    the Spearman(score, length) attribute is the ranked column's."""
+    from bioprune.scores import length_rank
+    from bioprune.stability import spearman
+
+    tmp, shard, model = small
+    cfg = InfluenceConfig(subset_fraction=0.5, normalize="length_rank", loss="reconstruction")
+    fit_diag_fisher([shard], model, str(tmp / "lc.h5"), cfg)
+    sketch_shard(shard, model, str(tmp / "ls.h5"), cfg, str(tmp / "lc.h5"))
+    merge_scores([str(tmp / "ls.h5")], str(tmp / "lr.h5"))
+    merge_scores([str(tmp / "ls.h5")], str(tmp / "ln.h5"), normalize="none")
+    r, n = read_scores(str(tmp / "lr.h5")), read_scores(str(tmp / "ln.h5"))
+    np.testing.assert_array_equal(r["score"], length_rank(n["score"], n["length"]))
+    assert r["attrs"]["normalize"] == "length_rank"
+    assert r["attrs"]["spearman_score_length"] == pytest.approx(spearman(r["score"], r["length"]))
+
+
 def test_rayleigh_diag_fisher_divides_by_gradient_norm(small):
     tmp, shard, model = small
     cfg = InfluenceConfig(subset_fraction=0.5, normalize="rayleigh", loss="reconstruction")

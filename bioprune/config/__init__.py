@@ -10,7 +10,7 @@ stages that use the edited value) and what the `bioprune` subcommands pass to th
 from __future__ import annotations
 
 from .params import (
-    benchmark_params, corpus_files, full_seeds, influence_params, ingest_params, ingest_spans,
+    benchmark_params, corpus_files, ensemble_params, full_seeds, influence_params, ingest_params, ingest_spans,
     kmer_params, leakage_params, pretrain_params, reference_params, selection_params, split_params,
 )
 from .preflight import check_corpus, check_device, preflight
@@ -24,7 +24,7 @@ __all__ = [
     "check_corpus", "check_device", "preflight",
     "DEMO_CONFIG", "DEMO_PATH_KEYS", "PAPER_INFLUENCE", "ROOT", "SCHEMA", "apply_paper_mode",
     "benchmark_params", "kmer_params", "check_semantics", "coerce", "corpus_files", "deep_merge", "dump_resolved",
-    "full_seeds", "influence_params", "ingest_params", "ingest_spans", "leakage_params",
+    "ensemble_params", "full_seeds", "influence_params", "ingest_params", "ingest_spans", "leakage_params",
     "load_config", "parse_override", "pretrain_params", "read_yaml", "reference_params",
     "resolve_config", "schema_markdown", "selection_params", "shipped_path", "split_params",
     "validate_config",

@@ -26,11 +26,21 @@ def ingest_params(config: dict) -> dict:
 
 def reference_params(config: dict, seed: int | None = None) -> dict:
     """Reference stage: D_sub and the proxy's init are drawn with `seed` (default reference.seed)."""
-    r = dict(config["reference"])
+    r = {k: v for k, v in config["reference"].items() if k not in ENSEMBLE_KEYS}  # one model: same params as R = 1
     if seed is not None:
         r["seed"] = seed
     r["device"] = config["device"]
     return r
+
+
+ENSEMBLE_KEYS = ("ensemble", "ensemble_normalize")
+
+
+def ensemble_params(config: dict, seed: int | None = None) -> dict:
+    """Ensemble merge (reference.ensemble > 1): its size, per-model normalisation and the reference seed
+    that draws its members (default reference.seed)."""
+    r = config["reference"]
+    return {"size": r["ensemble"], "normalize": r["ensemble_normalize"], "seed": r["seed"] if seed is None else seed}
 
 
 # which influence keys each stage depends on (so an edit re-runs exactly what it changes)
@@ -91,8 +101,11 @@ def selection_params(config: dict, strategy: str) -> dict:
         p["cluster"] = dict(s["cluster"])
     if strategy == "degenerate":
         p["degenerate"] = dict(s["degenerate"])
-    if p.get(strategy, {}).get("stratify_by", "none") != "none":
+    by = p.get(strategy, {}).get("stratify_by", "none")
+    if by == "length":
         p["length_strata"] = s["length_strata"]
+    if by == "source" and s.get("source_map"):
+        p["source_map"] = s["source_map"]
     return p
 
 
