@@ -253,7 +253,7 @@ def test_ensemble_with_length_rank_and_source_strata_runs_to_the_end(tmp_path):
     cfg["reference"].update(ensemble=2, ensemble_normalize="rank")
     cfg["influence"].update(loss="reconstruction", normalize="length_rank")
     cfg["selection"]["top_influence"] = {"stratify_by": "source"}
-    cfg["selection"]["budgets"] = [0.1]
+    cfg["selection"]["budgets"] = [0.06]
     res = run_dag(tmp_path / "run", cfg)
     assert check_outcome(tmp_path / "run", res) == "completed"
     out = tmp_path / "run/res"
@@ -262,6 +262,6 @@ def test_ensemble_with_length_rank_and_source_strata_runs_to_the_end(tmp_path):
     assert list((out / "influence").glob("ensemble2/ref*_inf*/scores.h5"))
     ledger_refs = {p.name for p in (out / "benchmarks/reference").glob("seed*.tsv")}
     assert len(ledger_refs) >= 2
-    table = pd.read_csv(out / "selection/top_influence_0.1_seed0.tsv", sep="\t", comment="#")
+    table = pd.read_csv(out / "selection/top_influence_0.06_seed0.tsv", sep="\t", comment="#")
     counts = table["id"].astype(str).str.split("_").str[0].value_counts()
     assert set(counts.index) == {"src0", "src1", "src2"} and counts.max() - counts.min() <= 2, counts
