@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "scores", "merge per-shard sketches into scores.h5")
     p.add_argument("--sketches", nargs="+", required=True)
     p.add_argument("--out", required=True)
+    p = _add(sub, "ensemble-scores", "average R member runs' scores.h5 (reference.ensemble > 1)")
+    p.add_argument("--members", nargs="+", required=True, help="the members' scores.h5, member 0 first")
+    p.add_argument("--reference-seed", type=int, help="the seed that drew the ensemble (default reference.seed)")
+    p.add_argument("--out", required=True)
     p = _add(sub, "cluster", "MMseqs2 cluster representatives of the pool")
     p.add_argument("--shards", nargs="+", required=True)
     p.add_argument("--out", required=True)
@@ -273,6 +277,8 @@ def run(args) -> None:
         S.sketch(args.shard, args.model, args.out, C.influence_params(cfg, "sketch"), args.curvature)
     elif cmd == "scores":
         S.scores(args.sketches, args.out, C.influence_params(cfg, "scores"))
+    elif cmd == "ensemble-scores":
+        S.ensemble_scores(args.members, args.out, C.ensemble_params(cfg, args.reference_seed))
     elif cmd == "cluster":
         S.cluster(args.shards, args.out, cfg["selection"]["cluster"], args.threads)
     elif cmd == "select":

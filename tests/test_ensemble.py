@@ -173,3 +173,38 @@ def test_length_rank_is_the_percentile_within_length_deciles():
     # hand-made: two length strata of two sequences each
     assert np.allclose(length_rank([5.0, 1.0, 3.0, 7.0], [10, 10, 50, 50], n_strata=2), [1.0, 0.5, 0.5, 1.0])
     assert InfluenceConfig(normalize="length_rank").normalize == "length_rank"
+
+
+def _member_files(tmp_path, seeds):
+    from bioprune.h5io import STR, atomic_h5
+
+    rng = np.random.default_rng(1)
+    paths = []
+    for j, seed in enumerate(seeds):
+        p = tmp_path / f"m{j}.h5"
+        with atomic_h5(p, "scores", estimator="diag_fisher", subset_seed=seed, loss="reconstruction") as f:
+            f.create_dataset("id", data=np.array([f"s{i}" for i in range(12)], dtype=object), dtype=STR)
+            f.create_dataset("score", data=rng.random(12))
+            f.create_dataset("length", data=np.arange(20, 32, dtype=np.int32))
+            f.create_dataset("loss", data=np.ones(12))
+            f.create_dataset("grad_sqnorm", data=rng.random(12) + 1)
+            f.create_dataset("in_subset", data=np.zeros(12, dtype=bool))
+        paths.append(str(p))
+    return paths
+
+
+def test_cli_ensemble_scores_matches_the_stage_and_checks_the_member_count(tmp_path, capsys):
+    """`bioprune ensemble-scores` (the workflow's ensemble_scores rule outside Snakemake) writes the rank
+    average of its members; a member count other than reference.ensemble stops naming that key."""
+    from bioprune.cli import main
+
+    paths = _member_files(tmp_path, member_seeds(0, 2))
+    rc = main(["ensemble-scores", "--set", "reference.ensemble=2", "--members", *paths, "--out", str(tmp_path / "e.h5")])
+    assert rc in (0, None)
+    sc = read_scores(str(tmp_path / "e.h5"))
+    want = np.mean([normalize_member(read_scores(p)["score"], "rank") for p in paths], axis=0)
+    assert np.allclose(sc["score"], want) and int(sc["attrs"]["ensemble"]) == 2
+    assert main(["ensemble-scores", "--set", "reference.ensemble=3", "--members", *paths,
+                 "--out", str(tmp_path / "f.h5")]) == 1
+    assert "config key reference.ensemble: 3 members expected, 2 given" in capsys.readouterr().err
+    assert not (tmp_path / "f.h5").exists()
