@@ -72,21 +72,27 @@ def test_combine_aligns_members_by_id_and_keeps_dsub_of_any_member():
         combine([m1, _scores("abx", [1.0, 2.0, 3.0])], "rank")
 
 
-def test_ensemble_scores_file_reads_like_a_scores_file(tmp_path):
+def _member_files(tmp_path, seeds, n=20, rng_seed=0):
+    """One scores.h5 per member seed: n sequences s0..s{n-1} of lengths 20..20+n-1, random scores."""
     from bioprune.h5io import STR, atomic_h5
 
+    rng = np.random.default_rng(rng_seed)
     paths = []
-    rng = np.random.default_rng(0)
-    for j, seed in enumerate(member_seeds(3, 3)):
+    for j, seed in enumerate(seeds):
         p = tmp_path / f"m{j}.h5"
         with atomic_h5(p, "scores", estimator="diag_fisher", subset_seed=seed, loss="reconstruction") as f:
-            f.create_dataset("id", data=np.array([f"s{i}" for i in range(20)], dtype=object), dtype=STR)
-            f.create_dataset("score", data=rng.random(20))
-            f.create_dataset("length", data=np.arange(20, 40, dtype=np.int32))
-            f.create_dataset("loss", data=np.ones(20))
-            f.create_dataset("grad_sqnorm", data=rng.random(20) + 1)
-            f.create_dataset("in_subset", data=np.zeros(20, dtype=bool))
+            f.create_dataset("id", data=np.array([f"s{i}" for i in range(n)], dtype=object), dtype=STR)
+            f.create_dataset("score", data=rng.random(n))
+            f.create_dataset("length", data=np.arange(20, 20 + n, dtype=np.int32))
+            f.create_dataset("loss", data=np.ones(n))
+            f.create_dataset("grad_sqnorm", data=rng.random(n) + 1)
+            f.create_dataset("in_subset", data=np.zeros(n, dtype=bool))
         paths.append(str(p))
+    return paths
+
+
+def test_ensemble_scores_file_reads_like_a_scores_file(tmp_path):
+    paths = _member_files(tmp_path, member_seeds(3, 3))
     ensemble_scores(paths, str(tmp_path / "e.h5"), "rank", 3)
     sc = read_scores(str(tmp_path / "e.h5"))
     members = [read_scores(p) for p in paths]
@@ -175,30 +181,12 @@ def test_length_rank_is_the_percentile_within_length_deciles():
     assert InfluenceConfig(normalize="length_rank").normalize == "length_rank"
 
 
-def _member_files(tmp_path, seeds):
-    from bioprune.h5io import STR, atomic_h5
-
-    rng = np.random.default_rng(1)
-    paths = []
-    for j, seed in enumerate(seeds):
-        p = tmp_path / f"m{j}.h5"
-        with atomic_h5(p, "scores", estimator="diag_fisher", subset_seed=seed, loss="reconstruction") as f:
-            f.create_dataset("id", data=np.array([f"s{i}" for i in range(12)], dtype=object), dtype=STR)
-            f.create_dataset("score", data=rng.random(12))
-            f.create_dataset("length", data=np.arange(20, 32, dtype=np.int32))
-            f.create_dataset("loss", data=np.ones(12))
-            f.create_dataset("grad_sqnorm", data=rng.random(12) + 1)
-            f.create_dataset("in_subset", data=np.zeros(12, dtype=bool))
-        paths.append(str(p))
-    return paths
-
-
 def test_cli_ensemble_scores_matches_the_stage_and_checks_the_member_count(tmp_path, capsys):
     """`bioprune ensemble-scores` (the workflow's ensemble_scores rule outside Snakemake) writes the rank
     average of its members; a member count other than reference.ensemble stops naming that key."""
     from bioprune.cli import main
 
-    paths = _member_files(tmp_path, member_seeds(0, 2))
+    paths = _member_files(tmp_path, member_seeds(0, 2), n=12, rng_seed=1)
     rc = main(["ensemble-scores", "--set", "reference.ensemble=2", "--members", *paths, "--out", str(tmp_path / "e.h5")])
     assert rc in (0, None)
     sc = read_scores(str(tmp_path / "e.h5"))
