@@ -1,7 +1,7 @@
 # bioprune: two commands set everything up on a fresh machine.
 #   make demo   -> .venv, install, run the whole DAG on the bundled RNA demo, write results/report.html
 #   make test   -> .venv with test extras, system tools when root (mmseqs2, slurm), then pytest
-#   make study  -> the CPU study (experiments/cpu_study.yaml, docs/CPU_STUDY.md), about an hour on 2 cores
+#   make study  -> the CPU study (experiments/cpu_study.yaml, docs/CPU_STUDY.md), about 40 minutes on 2 cores
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -39,8 +39,8 @@ demo: install
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --report results/report.html
 	@echo "done: results/benchmark/table.csv and results/report.html"
 
-# The CPU study (experiments/cpu_study.yaml, docs/CPU_STUDY.md): the controls and every strategy with
-# 5x longer pretraining; about an hour on 2 cores. Results in results_study/.
+# The CPU study (experiments/cpu_study.yaml, docs/CPU_STUDY.md): the controls and every strategy in the
+# demo's pretraining regime, 5 seeds; about 40 minutes on 2 cores. Results in results_study/.
 study: install
 	@$(MAKE) --no-print-directory sysdeps DEBTOOLS=mmseqs:mmseqs2
 	@command -v mmseqs >/dev/null || { echo "make study: MMseqs2 is needed (leakage gate, probe splits, cluster)"; exit 2; }

@@ -332,7 +332,9 @@ def run(kit: str, out: str, deadline_s: float, work: str | None = None) -> dict:
     import torch
 
     from . import stages
-    from .config.params import benchmark_params, influence_params, pretrain_params, reference_params, selection_params
+    from .config.params import (benchmark_params, ensemble_params, influence_params, pretrain_params, reference_params,
+                                selection_params)
+    from .ensemble import member_seeds
     from .gpumem import esm2_params
 
     clock = Deadline(deadline_s)
@@ -360,24 +362,36 @@ def run(kit: str, out: str, deadline_s: float, work: str | None = None) -> dict:
     bench = _bench(out_p, plan, device, min(float(study.get("bench_s", 120)), clock.left() * 0.3))
     # ----------------------------------------------------------------- scoring (reference, curvature, sketches, scores)
     rp = reference_params(config)
-    ref = results / "reference" / f"seed{rp['seed']}"
-    run_id = f"ref{rp['seed']}_inf{config['influence']['seed']}"
+    inf_seed = config["influence"]["seed"]
     scores = str(results / "influence" / "scores.h5")  # every arm selects from it (random draws its ids)
     t_score = time.time()
-    _timed(results, f"reference/seed{rp['seed']}",
-           lambda: stages.reference(shards, str(ref / "model.pt"), str(ref / "curves.h5"), rp))
-    curv = None
-    if config["influence"]["estimator"] == "diag_fisher":
-        curv = str(results / "curvature" / f"{run_id}.h5")
-        _timed(results, f"curvature/{run_id}", lambda: stages.curvature(
-            shards, str(ref / "model.pt"), curv, influence_params(config, "curvature")))
-    sk = []
-    for s in shards:
-        o = str(results / "sketches" / run_id / Path(s).name)
-        _timed(results, f"sketch/{run_id}/{Path(s).stem}", lambda s=s, o=o: stages.sketch(
-            s, str(ref / "model.pt"), o, influence_params(config, "sketch"), curv))
-        sk.append(o)
-    _timed(results, f"scores/{run_id}", lambda: stages.scores(sk, scores, influence_params(config, "scores")))
+    ep = ensemble_params(config)
+    members = member_seeds(rp["seed"], ep["size"])  # reference.ensemble R: R members (the DAG's), else [seed]
+    member_scores = []
+    for m in members:
+        mp = reference_params(config, m)
+        ref = results / "reference" / f"seed{m}"
+        run_id = f"ref{m}_inf{inf_seed}"
+        _timed(results, f"reference/seed{m}",
+               lambda mp=mp, ref=ref: stages.reference(shards, str(ref / "model.pt"), str(ref / "curves.h5"), mp))
+        curv = None
+        if config["influence"]["estimator"] == "diag_fisher":
+            curv = str(results / "curvature" / f"{run_id}.h5")
+            _timed(results, f"curvature/{run_id}", lambda m=m, ref=ref, curv=curv: stages.curvature(
+                shards, str(ref / "model.pt"), curv, influence_params(config, "curvature", m)))
+        sk = []
+        for s in shards:
+            o = str(results / "sketches" / run_id / Path(s).name)
+            _timed(results, f"sketch/{run_id}/{Path(s).stem}", lambda s=s, o=o, m=m, ref=ref, curv=curv: stages.sketch(
+                s, str(ref / "model.pt"), o, influence_params(config, "sketch", m), curv))
+            sk.append(o)
+        out_m = scores if len(members) == 1 else str(results / "influence" / f"{run_id}.h5")
+        _timed(results, f"scores/{run_id}", lambda sk=sk, out_m=out_m, m=m: stages.scores(
+            sk, out_m, influence_params(config, "scores", m)))
+        member_scores.append(out_m)
+    if len(members) > 1:
+        run_id = f"ref{rp['seed']}_inf{inf_seed}"
+        _timed(results, f"ensemble/{run_id}", lambda: stages.ensemble_scores(member_scores, scores, ep))
     log.info("scoring: %.1f s", time.time() - t_score)
     # ----------------------------------------------------------------- sizing
     seeds = [int(s) for s in study.get("seeds", config["seeds"])]

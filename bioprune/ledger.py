@@ -71,12 +71,23 @@ def curvature_flops(n: int, curvature: str, mean_tokens: float) -> float:
     return FLOPS_PER_PARAM_TOKEN * n * samples * mean_tokens * draws
 
 
-def ledger(benchmark_tsvs: dict[str, str], flops: dict[str, float] | None = None) -> pd.DataFrame:
+def stages_needed(cluster_strata: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
+    """SELECTION_STAGES, plus `cluster` for the influence strategies whose stratify_by is cluster (their
+    budget is split over the MMseqs2 clusters, so each would need the clustering alone)."""
+    need = dict(SELECTION_STAGES)
+    for s in cluster_strata:
+        need[s] = tuple(need.get(s, ())) + ("cluster",)
+    return need
+
+
+def ledger(benchmark_tsvs: dict[str, str], flops: dict[str, float] | None = None,
+           cluster_strata: tuple[str, ...] = ()) -> pd.DataFrame:
     """Compute per model arm. Keys are `<stage>` or `<stage>/<label>` (the benchmark file's path under
     the benchmarks folder); a label `<strategy>_<budget>_seed<n>` ties select, pretrain and benchmark
     runs to an arm, other labels (shards, seeds) are instances of a shared stage and are summed. Each arm
     is charged the shared stages its strategy needs in full (influence strategies: reference, curvature,
-    sketch, scores; cluster: cluster), since each would need them alone. `flops` uses the same keys.
+    sketch, scores; cluster: cluster; an influence strategy in `cluster_strata`, i.e. with stratify_by
+    cluster, also cluster), since each would need them alone. `flops` uses the same keys.
     The `*_vs_full` columns divide by the mean of the full-pool arms (NaN without one)."""
     flops = flops or {}
     shared: dict[str, list[float]] = {}
@@ -94,8 +105,9 @@ def ledger(benchmark_tsvs: dict[str, str], flops: dict[str, float] | None = None
             acc[0] += sec
             acc[1] += fl
     rows = []
+    needs = stages_needed(tuple(cluster_strata))
     for (strategy, budget, seed), arm in sorted(arms.items()):
-        need = SELECTION_STAGES.get(strategy, ())
+        need = needs.get(strategy, ())
         r = {"strategy": strategy, "budget": budget, "seed": seed,
              "scoring_s": sum(shared.get(s, [0.0])[0] for s in need), "select_s": arm.get("select_s", 0.0),
              "pretrain_s": arm.get("pretrain_s", 0.0), "benchmark_s": arm.get("benchmark_s", 0.0),
@@ -134,10 +146,11 @@ def _flops_of(results: Path, key: str, sizes: dict[str, int], mean_tokens: dict[
     return 0.0
 
 
-def write_ledger(results: str, benchmark_tsvs: list[str], out: str) -> pd.DataFrame:
+def write_ledger(results: str, benchmark_tsvs: list[str], out: str,
+                 cluster_strata: tuple[str, ...] = ()) -> pd.DataFrame:
     """ledger() of the workflow's benchmark files (`<results>/benchmarks/<stage>[/<label>].tsv`), with
     FLOPs estimated from the checkpoints, curves, sketches and curvature files beside them; written
-    atomically to `out`."""
+    atomically to `out`. `cluster_strata`: the strategies selected with stratify_by cluster."""
     from .h5io import atomic_path
 
     root = Path(results)
@@ -148,7 +161,7 @@ def write_ledger(results: str, benchmark_tsvs: list[str], out: str) -> pd.DataFr
     sizes: dict[str, int] = {}
     mean_tokens: dict[str, float] = {}
     flops = {k: _flops_of(root, k, sizes, mean_tokens) for k in keys}
-    table = ledger(keys, flops)
+    table = ledger(keys, flops, cluster_strata)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     return table

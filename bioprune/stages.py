@@ -311,11 +311,12 @@ def rnafold(out: str, params: dict) -> None:
     write_metrics(out, "rnafold", "", 0, rows)
 
 
-def ledger(benchmark_tsvs: list[str], out: str) -> None:
-    """`out` is <results>/benchmark/ledger.csv; the stage files it reads lie under <results>."""
+def ledger(benchmark_tsvs: list[str], out: str, cluster_strata: list[str] | tuple[str, ...] = ()) -> None:
+    """`out` is <results>/benchmark/ledger.csv; the stage files it reads lie under <results>.
+    `cluster_strata`: the influence strategies selected with stratify_by cluster (charged the clustering)."""
     from pathlib import Path
 
     from .ledger import write_ledger
 
-    table = write_ledger(str(Path(out).parents[1]), benchmark_tsvs, out)
+    table = write_ledger(str(Path(out).parents[1]), benchmark_tsvs, out, tuple(cluster_strata))
     log.info("compute ledger: %d arms -> %s", len(table), out)

@@ -171,6 +171,8 @@ rule ledger:
             category="2. Benchmarks",
             labels={"table": "compute ledger"},
         ),
+    params:
+        cluster_strata=cluster_strata_strategies(),
     log:
         f"{R}/logs/ledger.log",
     conda:

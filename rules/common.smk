@@ -307,6 +307,15 @@ def plot_selections():
     return {f"{s}_{b}": f"{R}/selection/{s}_{b}_seed{SEEDS[0]}.h5" for s in STRATEGIES for b in BUDGETS}
 
 
+def cluster_strata_strategies():
+    """The selected strategies whose budget is split over MMseqs2 clusters (stratify_by: cluster)."""
+    return [
+        s
+        for s in STRATEGIES
+        if config["selection"].get(s, {}).get("stratify_by", "none") == "cluster"
+    ]
+
+
 def ledger_inputs():
     """Benchmark files of every stage an arm is charged for: the scoring runs its selection read (the primary
     one and selection.reference_seeds'), clustering, and each arm's select, pretrain and benchmark jobs."""
@@ -322,7 +331,7 @@ def ledger_inputs():
             files += gather.shards(f"{b}/sketch/ref{r}_inf{i}/{{scatteritem}}.tsv")
             if ESTIMATOR == "diag_fisher":
                 files.append(f"{b}/curvature/ref{r}_inf{i}.tsv")
-    if "cluster" in STRATEGIES:
+    if "cluster" in STRATEGIES or cluster_strata_strategies():
         files.append(f"{b}/cluster.tsv")
     for s, bud, seed in model_ids():
         label = f"{s}_{bud}_seed{seed}"

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from bioprune import gpukit
@@ -101,6 +102,27 @@ def test_built_kit_runs_and_a_deadline_skips_arms_it_cannot_finish(tmp_path, mon
     short = gpukit.run(str(kit), str(out), deadline_s=0.5, work=str(tmp_path / "work"))
     assert short["arms_run"] == 0 and len(short["skipped"]) == 3 and arm_s > 0
     assert not (out / "summary.csv").exists() and (out / "plan.json").exists()
+    # reference.ensemble 2: the kit scores with both members (the DAG's member seeds) and averages them
+    from bioprune.ensemble import member_seeds
+
+    config = json.loads((kit / "config.json").read_text())
+    config["reference"]["ensemble"] = 2
+    (kit / "config.json").write_text(json.dumps(config))
+    manifest["files"]["config.json"] = {"bytes": (kit / "config.json").stat().st_size,
+                                        "sha256": gpukit._sha256(kit / "config.json")}
+    (kit / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(out)
+    work = tmp_path / "work"
+    gpukit.run(str(kit), str(out), deadline_s=0.5, work=str(work))
+    seeds = member_seeds(config["reference"]["seed"], 2)
+    assert sorted(p.name for p in (work / "reference").iterdir()) == sorted(f"seed{m}" for m in seeds)
+    inf = config["influence"]["seed"]
+    assert (work / f"benchmarks/ensemble/ref{seeds[0]}_inf{inf}.tsv").is_file()
+    from bioprune.scores import read_scores
+
+    ens = read_scores(str(work / "influence/scores.h5"))
+    one = read_scores(str(work / f"influence/ref{seeds[0]}_inf{inf}.h5"))
+    assert sorted(ens["id"]) == sorted(one["id"]) and not np.allclose(np.sort(ens["score"]), np.sort(one["score"]))
 
 
 def test_run_sh_refuses_a_changed_kit(tmp_path):

@@ -141,6 +141,11 @@ def test_ledger_charges_shared_scoring_to_influence_arms(tmp_path):
     assert led.loc["random", "scoring_s"] == 0 and led.loc["random", "total_s"] == 49
     assert led.loc["full", "total_s"] == 500 and led.loc["full", "budget"] == 1.0
     assert led.loc["top_influence", "scoring_flops"] == 1e12 and led.loc["random", "pretrain_flops"] == 3e12
+    # stratify_by cluster: the influence arm also needs the MMseqs2 clustering; random never does
+    tsvs["cluster"] = bench("cluster", 12)
+    assert ledger(tsvs).set_index("strategy").loc["top_influence", "scoring_s"] == 155
+    strat = ledger(tsvs, cluster_strata=("top_influence",)).set_index("strategy")
+    assert strat.loc["top_influence", "scoring_s"] == 167 and strat.loc["random", "scoring_s"] == 0
     with pytest.raises(BiopruneError, match="nope.tsv: benchmark file not found"):
         ledger({"reference": str(tmp_path / "nope.tsv")})
     (tmp_path / "other.tsv").write_text("seconds\tmax_rss\n1\t2\n")

@@ -124,3 +124,17 @@ def test_dag_runs_mmseqs_once_for_cluster_strata(tmp_path):
     assert res.returncode == 0, res.stderr + res.stdout
     jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", res.stdout.split("Job stats:")[1], re.M)}
     assert jobs.get("cluster") == 1
+
+
+def _ledger_jobs(tmp_path, selection: str) -> dict[str, int]:
+    res = subprocess.run([SNAKEMAKE, "-n", "-s", str(ROOT / "Snakefile"), "--directory", str(ROOT),
+                          str(tmp_path / "r/benchmark/ledger.csv"), "--configfile", str(ROOT / "tests/config/tiny.yaml"),
+                          "--config", f"results={tmp_path / 'r'}", selection], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr + res.stdout
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", res.stdout.split("Job stats:")[1], re.M)}
+
+
+def test_ledger_charges_the_clustering_to_cluster_stratified_arms(tmp_path):
+    """The ledger reads cluster.tsv when an influence strategy is stratified by cluster (and not otherwise)."""
+    assert "cluster" not in _ledger_jobs(tmp_path, "selection={'top_influence': {'stratify_by': 'none'}}")
+    assert _ledger_jobs(tmp_path, "selection={'cci': {'stratify_by': 'cluster'}}").get("cluster") == 1
