@@ -171,8 +171,6 @@ rule ledger:
             category="2. Benchmarks",
             labels={"table": "compute ledger"},
         ),
-    params:
-        cluster_strata=cluster_strata_strategies(),
     log:
         f"{R}/logs/ledger.log",
     conda:
@@ -181,6 +179,8 @@ rule ledger:
     resources:
         mem_mb=job_mem_mb("ledger"),
         runtime=job_runtime("ledger"),
+    params:
+        cluster_strata=cluster_strata_strategies(),
     script:
         "../workflow_scripts/ledger.py"
 

@@ -309,11 +309,7 @@ def plot_selections():
 
 def cluster_strata_strategies():
     """The selected strategies whose budget is split over MMseqs2 clusters (stratify_by: cluster)."""
-    return [
-        s
-        for s in STRATEGIES
-        if config["selection"].get(s, {}).get("stratify_by", "none") == "cluster"
-    ]
+    return [s for s in STRATEGIES if config["selection"].get(s, {}).get("stratify_by", "none") == "cluster"]
 
 
 def ledger_inputs():
