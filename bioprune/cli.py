@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ledger", help="compute ledger (wall time and FLOPs per arm) from Snakemake benchmark files")
     p.add_argument("--benchmarks", nargs="+", required=True, help="benchmark TSVs under <results>/benchmarks")
     p.add_argument("--out", required=True, help="<results>/benchmark/ledger.csv")
+    p.add_argument("--cluster-strata", nargs="*", default=[], metavar="STRATEGY",
+                   help="influence strategies selected with stratify_by cluster (charged the MMseqs2 clustering)")
     p = _add(sub, "reference", "train or fine-tune the reference model on D_sub")
     p.add_argument("--shards", nargs="+", required=True)
     p.add_argument("--out", required=True)
@@ -215,7 +217,7 @@ def run(args) -> None:
     if cmd == "ledger":
         from . import stages as S
 
-        S.ledger(args.benchmarks, args.out)
+        S.ledger(args.benchmarks, args.out, args.cluster_strata)
         return
     if cmd == "bench-scale":
         from .bench_scale import bench_scale

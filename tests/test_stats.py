@@ -204,6 +204,13 @@ def test_write_ledger_flops_from_checkpoints_curves_and_sketches(tmp_path):
     assert top.total_s == 10 + 4 + 5 + 1 + 1 + 3 + 2
     assert led.loc["full"].scoring_flops == 0 and out.read_text().startswith("strategy,budget,seed")
     assert led.seed.tolist() == [0, 0] and led.budget.tolist() == [1.0, 0.01]  # benchmark/nearest_neighbour: no arm
+    # the CLI (`bioprune ledger --cluster-strata`): a cluster-stratified arm is also charged the clustering
+    from bioprune.cli import main
+
+    tsvs.append(bench("cluster", 6))
+    cli_out = res / "benchmark" / "ledger.csv"  # the CLI reads the stage files under its parents[1]
+    main(["ledger", "--benchmarks", *tsvs, "--out", str(cli_out), "--cluster-strata", "top_influence"])
+    assert pd.read_csv(cli_out).set_index("strategy").loc["top_influence", "total_s"] == top.total_s + 6
 
 
 # --- power: minimum detectable effects (mde_* columns) -------------------------------------------------
