@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: demo study test install sysdeps lint report dag resources resources-medium clean mutants gpu-kit gpu-rehearsal
+.PHONY: demo study study-confirm test install sysdeps lint report dag resources resources-medium clean mutants gpu-kit gpu-rehearsal
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,14 @@ study: install
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --configfile experiments/cpu_study.yaml
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --configfile experiments/cpu_study.yaml --report results_study/report.html
 	@echo "done: results_study/benchmark/table.csv, verdict.txt and report.html"
+
+# The confirmatory run (experiments/cpu_study_confirm.yaml: 8 new seeds, the control arms only).
+study-confirm: install
+	@$(MAKE) --no-print-directory sysdeps DEBTOOLS=mmseqs:mmseqs2
+	@command -v mmseqs >/dev/null || { echo "make study-confirm: MMseqs2 is needed"; exit 2; }
+	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --configfile experiments/cpu_study.yaml experiments/cpu_study_confirm.yaml
+	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --configfile experiments/cpu_study.yaml experiments/cpu_study_confirm.yaml --report results_study_confirm/report.html
+	@echo "done: results_study_confirm/benchmark/table.csv, verdict.txt and report.html"
 
 # The offline kit for a 15-minute GPU lease (bioprune/gpukit.py, README "On a leased GPU"): wheels for the
 # device's Python 3.12, the study's inputs computed here (MMseqs2 needed), run.sh. Then on the device:
