@@ -56,18 +56,18 @@ study-confirm: install
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --configfile experiments/cpu_study.yaml experiments/cpu_study_confirm.yaml --report results_study_confirm/report.html
 	@echo "done: results_study_confirm/benchmark/table.csv, verdict.txt and report.html"
 
-# The offline kit for a 15-minute GPU lease (bioprune/gpukit.py, README "On a leased GPU"): wheels for the
-# device's Python 3.12, the study's inputs computed here (MMseqs2 needed), run.sh. Then on the device:
+# The offline kit for a 15-minute GPU lease (bioprune/tools/gpukit.py, docs/GPU_SLURM.md "On a leased GPU"): wheels
+# for the device's Python 3.12, the study's inputs computed here (MMseqs2 needed), run.sh. Then on the device:
 #   bash gpukit/run.sh OUT      (about 9.5 minutes: bench-sketch, then the study, writes 7 files to OUT)
 gpu-kit: install
 	@$(MAKE) --no-print-directory sysdeps DEBTOOLS=mmseqs:mmseqs2
-	$(BIN)/python -m bioprune.gpukit build --kit gpukit
+	$(BIN)/python -m bioprune.tools.gpukit build --kit gpukit
 
 # The same run.sh on this machine: a tiny kit for this Python, pip's network off; CI runs it (.ci/run).
 OUT ?= results_gpu_rehearsal
 gpu-rehearsal: install
 	@$(MAKE) --no-print-directory sysdeps DEBTOOLS=mmseqs:mmseqs2
-	$(BIN)/python -m bioprune.gpukit build --kit gpukit_rehearsal --tiny --python-version local --deadline 420
+	$(BIN)/python -m bioprune.tools.gpukit build --kit gpukit_rehearsal --tiny --python-version local --deadline 420
 	KIT_PYTHON=$(abspath $(BIN))/python PIP_NO_INDEX=1 http_proxy=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9 \
 	  bash gpukit_rehearsal/run.sh $(OUT)
 	@test -s $(OUT)/bench.json && test -s $(OUT)/summary.csv || { echo "gpu-rehearsal: bench.json or summary.csv missing in $(OUT)"; exit 1; }
@@ -95,20 +95,20 @@ report: install
 # to start over). Fails when mutmut fails (clean tests failing, crash); the summary prints either way.
 # Results: docs/TESTING.md.
 MUTANTS_GROUP ?= new
-MUTANTS_core   := bioprune.sketches.* bioprune.scores.* bioprune.selections.* bioprune.batching.* bioprune.training.*
-MUTANTS_scale  := bioprune.selection_stream.* bioprune.strata.* bioprune.selection_io.* bioprune.sketch_store.* \
-                  bioprune.shards.*
-MUTANTS_stats  := bioprune.stability.* bioprune.ledger.* bioprune.flops.* bioprune.paper.* bioprune.report.* \
-                  bioprune.metrics.* bioprune.bench.* bioprune.bench_scale.* bioprune.gpumem.*
-MUTANTS_bench  := bioprune.benchmarks.* bioprune.leakage.*
-MUTANTS_models := bioprune.attention.* bioprune.distributed.* bioprune.backbones.* bioprune.models.* \
-                  bioprune.persample.* bioprune.gradients.* bioprune.pretraining.* bioprune.reference.* bioprune.export.*
-MUTANTS_infra  := bioprune.cli.* bioprune.config.* bioprune.dataflow.* bioprune.errors.* bioprune.h5io.* \
+MUTANTS_core   := bioprune.influence.sketches.* bioprune.influence.scores.* bioprune.selection.strategies.* bioprune.training.batching.* bioprune.training.loop.*
+MUTANTS_scale  := bioprune.selection.stream.* bioprune.selection.strata.* bioprune.selection.io.* bioprune.influence.sketch_store.* \
+                  bioprune.ingest.*
+MUTANTS_stats  := bioprune.influence.stability.* bioprune.report.ledger.* bioprune.report.flops.* bioprune.influence.paper.* bioprune.report.tables.* \
+                  bioprune.benchmarks.metrics.* bioprune.tools.bench_sketch.* bioprune.tools.bench_scale.* bioprune.training.gpumem.*
+MUTANTS_bench  := bioprune.benchmarks.* bioprune.leakage.gate.*
+MUTANTS_models := bioprune.training.attention.* bioprune.training.distributed.* bioprune.backbones.* bioprune.models.* \
+                  bioprune.influence.persample.* bioprune.influence.gradients.* bioprune.training.pretraining.* bioprune.influence.reference.* bioprune.selection.export.*
+MUTANTS_infra  := bioprune.cli.* bioprune.config.* bioprune.training.dataflow.* bioprune.errors.* bioprune.h5io.* \
                   bioprune.hashing.* bioprune.smk.* bioprune.stages.* bioprune.alphabets.* bioprune.resources.*
 # the modules issue 29 named (added for scale, stability, benchmarks, backbones and DDP)
-MUTANTS_new    := bioprune.selection_stream.* bioprune.strata.* bioprune.stability.* bioprune.leakage.* \
-                  bioprune.benchmarks.* bioprune.ledger.* bioprune.flops.* bioprune.paper.* bioprune.backbones.* \
-                  bioprune.distributed.* bioprune.attention.* bioprune.shards.*
+MUTANTS_new    := bioprune.selection.stream.* bioprune.selection.strata.* bioprune.influence.stability.* bioprune.leakage.gate.* \
+                  bioprune.benchmarks.* bioprune.report.ledger.* bioprune.report.flops.* bioprune.influence.paper.* bioprune.backbones.* \
+                  bioprune.training.distributed.* bioprune.training.attention.* bioprune.ingest.*
 MUTANTS_all    :=
 mutants: install
 	@case " core scale stats bench models infra new all " in *" $(MUTANTS_GROUP) "*) ;; \

@@ -13,12 +13,12 @@ import logging
 import os
 import sys
 
-from .errors import BiopruneError
-from .config.resolve import EVAL_FILES
+from bioprune.errors import BiopruneError
+from bioprune.config.resolve import EVAL_FILES
 
 
 def _overrides(args) -> dict:
-    from .config import deep_merge, parse_override
+    from bioprune.config import deep_merge, parse_override
 
     out: dict = {}
     for item in args.set or []:
@@ -27,7 +27,7 @@ def _overrides(args) -> dict:
 
 
 def _config(args) -> dict:
-    from .config import resolve_config
+    from bioprune.config import resolve_config
 
     return resolve_config(args.config, _overrides(args))
 
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="also run train_compile (the train mode under torch.compile)")
     p.add_argument("--peak-tflops", type=float, default=None,
-                   help="dense peak of the device for MFU (default: bioprune.flops table by CUDA name)")
+                   help="dense peak of the device for MFU (default: bioprune.report.flops table by CUDA name)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per mode (default: torch's)")
     p.add_argument("--modes", default=None, help="comma-separated subset of the modes (default: all)")
     p.add_argument("--repeats", type=int, default=5,
@@ -195,32 +195,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> None:
-    from . import config as C
-    from . import stages as S
+    from bioprune import config as C
+    from bioprune import stages as S
 
     cmd = args.cmd
     if cmd == "aggregate":
-        from .report import aggregate
+        from bioprune.report.tables import aggregate
 
         aggregate(args.metrics, args.summary, args.table)
         return
     if cmd == "build-resources":
-        from .resources import build
+        from bioprune.resources import build
 
         print(json.dumps(build(args.raw, args.out, args.profile, args.seed, args.pdb_tsv), indent=2))
         return
     if cmd == "bench-sketch":
-        from .bench import bench_sketch
+        from bioprune.tools.bench_sketch import bench_sketch
 
         print(json.dumps(bench_sketch(args)))
         return
     if cmd == "ledger":
-        from . import stages as S
+        from bioprune import stages as S
 
         S.ledger(args.benchmarks, args.out, args.cluster_strata)
         return
     if cmd == "bench-scale":
-        from .bench_scale import bench_scale
+        from bioprune.tools.bench_scale import bench_scale
 
         for row in bench_scale(args.work, args.ingest_n, args.merge_n, args.select_n, args.shards,
                                budgets=args.select_budget):
@@ -242,7 +242,7 @@ def run(args) -> None:
     elif cmd == "leakage-gate":
         from pathlib import Path
 
-        from .config.resolve import check_leakage_sets
+        from bioprune.config.resolve import check_leakage_sets
 
         if args.evals is None:
             check_leakage_sets(cfg, "config")
@@ -298,7 +298,7 @@ def run(args) -> None:
 
 def coreset_command(args) -> list[str]:
     """The Snakemake command line `bioprune coreset` runs (the workflow's `coreset` target)."""
-    from .config import ROOT
+    from bioprune.config import ROOT
 
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", str(args.cores), "coreset"]
     if args.profile:
@@ -317,7 +317,7 @@ def coreset(args) -> int:
     """Run `snakemake coreset` (same config resolution, same jobs); returns Snakemake's exit status."""
     import subprocess
 
-    from .config import preflight
+    from bioprune.config import preflight
 
     cfg = _config(argparse.Namespace(config=args.config, set=args.set))  # config errors: one line, before Snakemake
     preflight(cfg, " + ".join(args.config or ["config.yaml"]), local=not args.profile)
@@ -325,7 +325,7 @@ def coreset(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .errors import exit_on_sigterm
+    from bioprune.errors import exit_on_sigterm
 
     exit_on_sigterm()
     args = build_parser().parse_args(argv)

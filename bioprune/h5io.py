@@ -11,7 +11,7 @@ from typing import Iterator, Sequence
 import h5py
 import numpy as np
 
-from .errors import BiopruneError
+from bioprune.errors import BiopruneError
 
 SCHEMA_VERSION = 1
 STR = h5py.string_dtype(encoding="utf-8")

@@ -23,9 +23,9 @@ from esm.data import Alphabet
 from esm.model.esm1 import ProteinBertModel
 from esm.model.esm2 import ESM2
 
-from .alphabets import alphabet_name, get_alphabet
-from .errors import BiopruneError
-from .h5io import atomic_path
+from bioprune.alphabets import alphabet_name, get_alphabet
+from bioprune.errors import BiopruneError
+from bioprune.h5io import atomic_path
 
 CHECKPOINT_FORMAT = "bioprune-esm2"
 CHECKPOINT_VERSION = 1
@@ -102,7 +102,7 @@ def _esm1b_from_file(data: dict, path: Path) -> tuple[str, dict, dict]:
 
 def _build(arch: dict, alphabet: Alphabet, source: str = "checkpoint"):
     if arch.get("type") == "backbone":
-        from .backbones import rebuild
+        from bioprune.backbones import rebuild
 
         return rebuild(arch, source)
     if arch.get("type") == "esm1b":
@@ -143,7 +143,7 @@ def load_model(path: str | os.PathLike, molecule: str | None = None) -> tuple[to
     When `molecule` is given, a checkpoint whose alphabet belongs to another molecule is an error.
     """
     path = Path(path)
-    from .backbones import is_foreign_state, load_foreign
+    from bioprune.backbones import is_foreign_state, load_foreign
 
     if path.is_dir():  # a Hugging Face directory (bioprune.backbones.hf)
         return _checked_foreign(load_foreign(path), path, molecule)

@@ -1,6 +1,6 @@
 """Runtime a pretraining job asks the scheduler for, from the FLOPs model instead of a flat 2,880 minutes.
 
-FLOPs = 6 x parameters x training tokens (forward + backward, bioprune.flops / bioprune.ledger's
+FLOPs = 6 x parameters x training tokens (forward + backward, bioprune.report.flops / bioprune.report.ledger's
 FLOPS_PER_PARAM_TOKEN); tokens from pretrain.budget: steps x batch_size x (max_length + 2), pretrain.tokens,
 or epochs x (the arm's fraction of the pool) x an upper bound of the pool's residues (the corpus files'
 bytes, x4 for gzip). The rate is a deliberately low sustained throughput for these small models
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 
-from .gpumem import esm2_params
+from bioprune.training.gpumem import esm2_params
 
 GPU_FLOPS = 5e12  # sustained, small ESM2 models in bf16 (a few % of an A100/H100 dense peak)
 CPU_FLOPS = 5e10
@@ -24,7 +24,7 @@ GZIP_FACTOR = 4
 
 def corpus_residue_bound(config: dict) -> float:
     """An upper bound of the residues in corpus.path: bytes of the files (x GZIP_FACTOR when gzipped)."""
-    from .config.params import corpus_files
+    from bioprune.config.params import corpus_files
 
     total = 0.0
     for f in corpus_files(config):

@@ -10,7 +10,7 @@ from typing import Callable
 
 def run_script(snakemake, fn: Callable[[], None]) -> None:
     """Send logging and stderr to snakemake.log[0], run `fn`, and exit 1 with the message on error."""
-    from .errors import BiopruneError, exit_on_sigterm
+    from bioprune.errors import BiopruneError, exit_on_sigterm
 
     exit_on_sigterm()
 
@@ -27,7 +27,7 @@ def run_script(snakemake, fn: Callable[[], None]) -> None:
         torch.set_num_threads(max(1, int(snakemake.threads)))  # no oversubscription when jobs run side by side
     except ImportError:
         pass
-    from . import __file__ as package_file, __version__
+    from bioprune import __file__ as package_file, __version__
 
     # provenance: which bioprune ran (the workflow's own copy, found through Snakemake's script search path)
     logging.getLogger("bioprune").info("bioprune %s from %s", __version__, Path(package_file).parent)

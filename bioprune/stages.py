@@ -1,6 +1,8 @@
 """One entry point per workflow stage, shared by the Snakemake scripts and the `bioprune` CLI.
 
-Each takes input paths, output paths and the stage's params dict (as built by bioprune.config).
+Each takes input paths, output paths and the stage's params dict (as built by bioprune.config.params, the
+dict a rule's `params:` carries) and turns that dict into the stage's typed dataclass here, once
+(`typed`): the packages below take dataclasses, never the raw dict.
 """
 from __future__ import annotations
 
@@ -8,10 +10,19 @@ import csv
 import json
 import logging
 
-from .errors import BiopruneError
-from .h5io import atomic_path
+from bioprune.errors import BiopruneError
+from bioprune.h5io import atomic_path
 
 log = logging.getLogger(__name__)
+
+
+def typed(cls, params: dict, **overrides):
+    """The dataclass `cls` from a stage's params dict: its fields only (other keys belong to other stages or
+    to the rule), `overrides` (e.g. the job's threads) last."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in {**params, **overrides}.items() if k in fields})
 
 
 def write_text(path: str, text: str) -> None:
@@ -23,22 +34,22 @@ def write_text(path: str, text: str) -> None:
 
 def ingest(fasta: str | list[str], shards: list[str], holdout: str, stats: str, params: dict) -> None:
     """All of ingest in one process (the CLI); fasta = a file, a glob or a list of either."""
-    from .shards import IngestOptions, ingest as _ingest
+    from bioprune.ingest import IngestOptions, ingest as _ingest
 
-    _ingest(fasta, shards, holdout, IngestOptions(**params), stats)
+    _ingest(fasta, shards, holdout, typed(IngestOptions, params), stats)
 
 
 def ingest_route(fasta: str, part: str, file_index: int, n_shards: int, params: dict, span: dict | None = None) -> None:
     """Workflow scatter job: one input file, or one byte range of it (`span`), -> one part file
     grouped by destination shard."""
-    from .shards import IngestOptions, route_file
+    from bioprune.ingest import IngestOptions, route_file
 
-    route_file(fasta, part, file_index, n_shards, IngestOptions(**params), span)
+    route_file(fasta, part, file_index, n_shards, typed(IngestOptions, params), span)
 
 
 def ingest_gather(parts: list[str], out: str, dest: int, n_shards: int) -> None:
     """Workflow gather job: shard `dest` (0-based; n_shards = the held-out file) from all parts."""
-    from .shards import gather_shard
+    from bioprune.ingest import gather_shard
 
     log.info("gather %s: %s", out, gather_shard(parts, out, dest, n_shards))
 
@@ -47,16 +58,16 @@ def ingest_summary(parts: list[str], shards: list[str], holdout: str, stats: str
                    files: list[str] | None = None) -> None:
     """Sum the route and gather stats into ingest.json; stop (writing nothing) when no sequence survived
     the filters, or none is left for the pool, naming the filter, its config key and the counts."""
-    from .shards import IngestOptions, check_counts, summarise
+    from bioprune.ingest import IngestOptions, check_counts, summarise
 
-    check_counts(summarise(parts, shards, holdout, None), IngestOptions(**params), files)
+    check_counts(summarise(parts, shards, holdout, None), typed(IngestOptions, params), files)
     summarise(parts, shards, holdout, stats)
 
 
 def check_budgets(pool: int, selection: dict) -> None:
     """Every selection.budgets x strategy asks for at least one sequence of a pool of `pool` (and random_10x
     for no more than the pool): checked after the leakage gate, before any scoring job (budget_size's error)."""
-    from .selections import budget_size
+    from bioprune.selection.strategies import budget_size
 
     for b in selection["budgets"]:
         for strategy in selection["strategies"]:
@@ -69,10 +80,10 @@ def leakage_gate(raw_shards: list[str], eval_files: list[str], out_shards: list[
     `selection` (the config's selection section): stop when a budget is under one sequence of the gated pool."""
     import h5py
 
-    from .leakage import filter_shards, read_excluded, run_gate, write_gate
+    from bioprune.leakage import GateConfig, filter_shards, read_excluded, run_gate, write_gate
 
     if params["enabled"]:
-        run_gate(raw_shards, eval_files, excluded, report, {**params, "threads": threads})
+        run_gate(raw_shards, eval_files, excluded, report, typed(GateConfig, params, threads=threads))
     else:
         write_gate(set(), [], excluded, report)
         log.warning("leakage gate disabled (leakage.enabled: false): evaluation near-copies stay in the pool")
@@ -89,43 +100,49 @@ def holdout_eval(holdout: str, shards: list[str], out: str, excluded: str, repor
                  threads: int = 1) -> None:
     """The held-out evaluation file without held-out sequences near-copied in the gated pool; params =
     leakage_params(config) (leakage.holdout false or leakage.enabled false: a plain copy, nothing dropped)."""
-    from .leakage import clean_holdout
+    from bioprune.leakage import GateConfig, clean_holdout
 
-    clean_holdout(holdout, shards, out, excluded, report, {**params, "threads": threads})
+    clean_holdout(holdout, shards, out, excluded, report, typed(GateConfig, params, threads=threads))
 
 
 def probe_split(task: str, eval_path: str, out: str, params: dict, threads: int = 1) -> None:
-    from .benchmarks.splits import build_split
+    from bioprune.benchmarks import BenchParams
+    from bioprune.benchmarks.splits import build_split
 
-    build_split(task, eval_path, out, params, threads)
+    build_split(task, eval_path, out, BenchParams.from_dict(params), threads)
 
 
 def nearest_neighbour(out: str, params: dict) -> None:
-    from .benchmarks import nearest_neighbour_reference
+    from bioprune.benchmarks import BenchParams, nearest_neighbour_reference
 
-    write_metrics(out, "nearest_neighbour", "", 0, nearest_neighbour_reference(params))
+    write_metrics(out, "nearest_neighbour", "", 0, nearest_neighbour_reference(BenchParams.from_dict(params)))
 
 
 def kmer_baseline(shards: list[str], holdout: str, out: str, params: dict) -> None:
-    from .benchmarks.kmer import kmer_baseline_rows
+    """params = kmer_params: benchmark_params plus `validation_filter` (the held-out filter's rule, or None)."""
+    from bioprune.benchmarks import BenchParams
+    from bioprune.benchmarks.kmer import kmer_baseline_rows
+    from bioprune.leakage import GateConfig
 
-    write_metrics(out, "kmer_baseline", "", 0, kmer_baseline_rows(shards, holdout, params))
+    vf = params.get("validation_filter")
+    rows = kmer_baseline_rows(shards, BenchParams.from_dict(params, holdout), typed(GateConfig, vf) if vf else None)
+    write_metrics(out, "kmer_baseline", "", 0, rows)
 
 
 def reference(shards: list[str], model: str, curves: str, params: dict) -> None:
-    from .reference import build_reference
+    from bioprune.influence import ReferenceConfig, build_reference
 
-    build_reference(shards, model, curves, params)
+    build_reference(shards, model, curves, typed(ReferenceConfig, params))
 
 
 def _influence_cfg(params: dict):
-    from .gradients import InfluenceConfig
+    from bioprune.influence import InfluenceConfig
 
-    return InfluenceConfig(**{k: v for k, v in params.items() if k in InfluenceConfig.__dataclass_fields__})
+    return typed(InfluenceConfig, params)
 
 
 def curvature(shards: list[str], model: str, out: str, params: dict) -> None:
-    from .sketches import fit_diag_fisher
+    from bioprune.influence.sketches import fit_diag_fisher
 
     cfg = _influence_cfg(params)
     if cfg.estimator != "diag_fisher":
@@ -134,7 +151,7 @@ def curvature(shards: list[str], model: str, out: str, params: dict) -> None:
 
 
 def sketch(shard: str, model: str, out: str, params: dict, curvature: str | None = None) -> None:
-    from .sketches import sketch_shard
+    from bioprune.influence.sketches import sketch_shard
 
     sketch_shard(shard, model, out, _influence_cfg(params), curvature)
 
@@ -142,14 +159,14 @@ def sketch(shard: str, model: str, out: str, params: dict, curvature: str | None
 def scores(sketches: list[str], out: str, params: dict) -> None:
     """Merge shard sketches; params = what the merge applies (projected: damping, relative_damping,
     leave_one_out); diag_fisher scores were finished per shard, so params is empty there."""
-    from .scores import merge_scores
+    from bioprune.influence.scores import merge_scores
 
     merge_scores(sketches, out, **params)
 
 
 def ensemble_scores(members: list[str], out: str, params: dict) -> None:
-    """Average the member runs' scores (reference.ensemble > 1; bioprune.ensemble); params = ensemble_params."""
-    from .ensemble import ensemble_scores as _ensemble
+    """Average the member runs' scores (reference.ensemble > 1; bioprune.influence.ensemble); params = ensemble_params."""
+    from bioprune.influence.ensemble import ensemble_scores as _ensemble
 
     if len(members) != int(params["size"]):
         raise BiopruneError(f"config key reference.ensemble: {params['size']} members expected, {len(members)} given")
@@ -166,7 +183,7 @@ def copy_file(src: str, dst: str) -> None:
 
 def stability(primary: str, influence_seed: str, reference_seed: str, selections: dict[str, str],
               out_csv: str, out_png: str, budgets: list[float]) -> None:
-    from .stability import run_stability
+    from bioprune.influence.stability import run_stability
 
     run_stability(primary, influence_seed, reference_seed, selections, out_csv, out_png, budgets)
 
@@ -176,8 +193,8 @@ def cluster(shards: list[str], out: str, params: dict, threads: int = 1, members
     (stratify_by: cluster)."""
     import tempfile
 
-    from .pretraining import load_sequences
-    from .selections import mmseqs_representatives
+    from bioprune.ingest import load_sequences
+    from bioprune.selection.strategies import mmseqs_representatives
 
     ids, seqs = load_sequences(shards, None)
     with tempfile.NamedTemporaryFile("w", suffix=".fa") as fh:
@@ -192,10 +209,10 @@ def pool_complexity(shards: list[str], ids: list[str], k: int) -> np.ndarray:
     """k-mer entropy (selections.kmer_entropy) of every scored id, in the scores' order, read from the shards."""
     import numpy as np
 
-    from .alphabets import PROTEIN_STANDARD, RNA_STANDARD
-    from .pretraining import load_sequences
-    from .selections import kmer_entropy
-    from .shards import shard_molecule
+    from bioprune.alphabets import PROTEIN_STANDARD, RNA_STANDARD
+    from bioprune.ingest import load_sequences
+    from bioprune.selection.strategies import kmer_entropy
+    from bioprune.ingest import shard_molecule
 
     letters = RNA_STANDARD if shard_molecule(shards[0]) == "rna" else PROTEIN_STANDARD
     s_ids, seqs = load_sequences(shards, None)
@@ -206,21 +223,22 @@ def pool_complexity(shards: list[str], ids: list[str], k: int) -> np.ndarray:
     return np.array([ent[i] for i in ids])
 
 
-def strata_labels(scores_path: str, params: dict, members: str | None = None):
-    """Categorical strata (strata.LabelPlan) of the scored ids when the strategy's stratify_by is source or
-    cluster (None otherwise): sources from selection.source_map or the ids, clusters from `members`."""
-    from .h5io import open_h5, read_str
-    from .strata import LabelPlan, cluster_labels, source_labels
+def strata_labels(scores_path: str, cfg, members: str | None = None):
+    """Categorical strata (selection.LabelPlan) of the scored ids when the strategy's stratify_by is source or
+    cluster (None otherwise): sources from selection.source_map or the ids, clusters from `members`.
+    cfg = the strategy's SelectionConfig."""
+    from bioprune.h5io import open_h5, read_str
+    from bioprune.selection import LabelPlan, cluster_labels, source_labels
 
-    by = (params.get(params["strategy"]) or {}).get("stratify_by", "none")
+    by = cfg.stratify_by
     if by not in ("source", "cluster"):
         return None
     with open_h5(scores_path, "scores", ["id"]) as f:
         ids = read_str(f["id"])
     if by == "source":
-        return LabelPlan.of(source_labels(ids, params.get("source_map")))
+        return LabelPlan.of(source_labels(ids, cfg.source_map))
     if not members:
-        raise BiopruneError(f"config key selection.{params['strategy']}.stratify_by: cluster needs the MMseqs2 "
+        raise BiopruneError(f"config key selection.{cfg.strategy}.stratify_by: cluster needs the MMseqs2 "
                             "cluster members table (the cluster rule's cluster_members.tsv)")
     return LabelPlan.of(cluster_labels(ids, members))
 
@@ -231,50 +249,54 @@ def select(scores_path: str, shards: list[str], out: str, fasta: str, params: di
     """Select on the scores' numeric columns read block by block (ids only for `cluster`), then write
     the selection and its FASTA streaming from the shards: memory O(k) for Top-I, GraNd and CCI
     (O(pool) with length strata, random_10x or cluster), no Python object per sequence.
+    params = selection_params (typed here as a SelectionConfig; its JSON is stored in the selection's attrs).
     `table` (ids + scores for the user's own trainer) reads the whole scores file, ids included.
     stratify_by source / cluster reads the ids (strata_labels; `members` = the MMseqs2 members table).
     `export` = {"files": corpus files, "ingest": ingest_params}: also write the user's original records of
-    the chosen ids beside the FASTA (`.original.fa`, bioprune.export) and their lengths into the table."""
-    from .scores import read_scores
-    from .selection_io import score_columns, write_selection_streaming
-    from .selections import select_indices
+    the chosen ids beside the FASTA (`.original.fa`, bioprune.selection.export) and their lengths into the table."""
+    from bioprune.influence import read_scores
+    from bioprune.selection import SelectionConfig, score_columns, select_indices, write_selection_streaming
 
-    strategy = params["strategy"]
+    cfg = SelectionConfig.from_params(params)
+    strategy = cfg.strategy
     reps = open(representatives).read().split() if representatives else None
-    kw = dict(top_influence=params.get("top_influence"), length_strata=params.get("length_strata", 10),
-              labels=strata_labels(scores_path, params, members))
+    kw = dict(top_influence=cfg.top_influence, length_strata=cfg.length_strata,
+              labels=strata_labels(scores_path, cfg, members))
     if strategy in ("cluster", "degenerate"):
         sc = read_scores(scores_path)
         n, sc_attrs = len(sc["id"]), sc["attrs"]
         if strategy == "degenerate":
-            sc["complexity"] = pool_complexity(shards, sc["id"], int(params.get("degenerate", {}).get("k", 3)))
-        idx = select_indices(strategy, sc, n, budget, seed, params.get("cci"), reps, **kw)
+            sc["complexity"] = pool_complexity(shards, sc["id"], cfg.degenerate_k)
+        idx = select_indices(strategy, sc, n, budget, seed, cfg.cci, reps, **kw)
     else:
         with score_columns(scores_path) as (sc, n, sc_attrs):
-            idx = select_indices(strategy, sc, n, budget, seed, params.get("cci"), reps, **kw)
+            idx = select_indices(strategy, sc, n, budget, seed, cfg.cci, reps, **kw)
     attrs = {"strategy": strategy, "budget": budget, "seed": seed, "pool_size": n,
              "scores": scores_path, "reference_seed": int(sc_attrs.get("subset_seed", -1)),
              "parameters": json.dumps(params, sort_keys=True)}
     write_selection_streaming(out, fasta, scores_path, shards, idx, **attrs)
-    if table:  # ids + scores (+ the original records) for the user's own trainer (bioprune.export)
-        from .export import original_fasta_path, write_original_records, write_selection_table
-        from .selections import read_selection
+    if table:  # ids + scores (+ the original records) for the user's own trainer (bioprune.selection.export)
+        from bioprune.ingest import IngestOptions
+        from bioprune.selection import original_fasta_path, read_selection, write_original_records, write_selection_table
 
         chosen = read_selection(out)
         original, lengths = None, None
         if export and export.get("files"):
             original = original_fasta_path(fasta)
             lengths = write_original_records(export["files"], chosen, original)
+        ingest = (export or {}).get("ingest")
         write_selection_table(table, chosen, sc if strategy == "cluster" else read_scores(scores_path), lengths,
-                              (export or {}).get("ingest"), original)
+                              typed(IngestOptions, ingest) if ingest else None, original)
     log.info("select %s budget %g seed %d: %d of %d sequences", strategy, budget, seed, len(idx), n)
 
 
 def pretrain(shards: list[str], holdout: str, model: str, curves: str, params: dict, seed: int,
              selection: str | None = None, label: str = "") -> None:
-    from .pretraining import pretrain as _pretrain
+    """params = pretrain_params (the pretrain section, device, gpus): a TrainConfig with this arm's seed."""
+    from bioprune.training import TrainConfig, pretrain as _pretrain
 
-    _pretrain(shards, holdout, model, curves, params, seed, selection, label)
+    _pretrain(shards, holdout, model, curves, typed(TrainConfig, params, seed=seed), int(params.get("gpus") or 1),
+              selection, label)
 
 
 def write_metrics(path: str, strategy: str, budget, seed, rows) -> None:
@@ -299,13 +321,14 @@ def training_rows(model: str) -> list[tuple[str, str, float]]:
 
 
 def benchmark(model: str, holdout: str, out: str, params: dict, strategy: str, budget, seed) -> None:
-    from .benchmarks import run_benchmarks
+    from bioprune.benchmarks import BenchParams, run_benchmarks
 
-    write_metrics(out, strategy, budget, seed, run_benchmarks(model, holdout, params) + training_rows(model))
+    rows = run_benchmarks(model, BenchParams.from_dict(params, holdout)) + training_rows(model)
+    write_metrics(out, strategy, budget, seed, rows)
 
 
 def rnafold(out: str, params: dict) -> None:
-    from .benchmarks import rnafold_reference
+    from bioprune.benchmarks import rnafold_reference
 
     rows = [("rna_ss", m, v) for m, v in rnafold_reference(params["resources"], params["max_eval"], params["test_families"])]
     write_metrics(out, "rnafold", "", 0, rows)
@@ -316,7 +339,7 @@ def ledger(benchmark_tsvs: list[str], out: str, cluster_strata: list[str] | tupl
     `cluster_strata`: the influence strategies selected with stratify_by cluster (charged the clustering)."""
     from pathlib import Path
 
-    from .ledger import write_ledger
+    from bioprune.report.ledger import write_ledger
 
     table = write_ledger(str(Path(out).parents[1]), benchmark_tsvs, out, tuple(cluster_strata))
     log.info("compute ledger: %d arms -> %s", len(table), out)

@@ -30,9 +30,9 @@ from bioprune.config import (  # noqa: E402
     resolve_config,
 )
 from bioprune.errors import BiopruneError  # noqa: E402
-from bioprune.gpumem import gpu_mem_mb  # noqa: E402
+from bioprune.training.gpumem import gpu_mem_mb  # noqa: E402
 from bioprune.runtime import corpus_residue_bound  # noqa: E402
-from bioprune.shards.ranges import part_name  # noqa: E402
+from bioprune.ingest.ranges import part_name  # noqa: E402
 
 # One resolved config (bioprune.config.resolve_config, the same function the CLI uses): schema
 # defaults <- --configfile(s) in order <- --config overrides; the demo only when no file is named.
@@ -110,7 +110,7 @@ JOB_RESOURCES = {
 
 
 def job_gpu_mem_mb(stage):
-    """GPU memory a GPU job declares (bioprune.gpumem: estimate from the config); with
+    """GPU memory a GPU job declares (bioprune.training.gpumem: estimate from the config); with
     `--resources gpu=4 gpu_mem_mb=76000` several jobs share one GPU without running out of memory."""
     return gpu_mem_mb(config, stage) if GPU else 0
 
@@ -165,13 +165,13 @@ STABILITY = config["stability"]
 INFLUENCE_STRATEGIES = {"top_influence", "cci", "grad_norm"}
 
 
-# reference.ensemble R > 1: a scoring run (r, i) averages R member runs (bioprune.ensemble.member_seeds(r, R),
+# reference.ensemble R > 1: a scoring run (r, i) averages R member runs (bioprune.influence.ensemble.member_seeds(r, R),
 # member 0 = r); each member is an ordinary run, so shards and shared members are built once.
 ENSEMBLE = config["reference"]["ensemble"]
 
 
 def member_seeds_of(rseed):
-    from bioprune.ensemble import member_seeds
+    from bioprune.influence.ensemble import member_seeds
 
     return member_seeds(int(rseed), ENSEMBLE)
 

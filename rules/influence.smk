@@ -95,7 +95,7 @@ rule scores:
         "../workflow_scripts/scores.py"
 
 
-# reference.ensemble R > 1: the per-sequence average of R member runs' scores (bioprune.ensemble)
+# reference.ensemble R > 1: the per-sequence average of R member runs' scores (bioprune.influence.ensemble)
 rule ensemble_scores:
     input:
         ensemble_inputs,

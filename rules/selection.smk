@@ -46,7 +46,7 @@ rule select:
 
 
 # The `coreset` target's report: pool, leakage gate, scores, stability and composition of every
-# selection, in markdown (bioprune.coreset).
+# selection, in markdown (bioprune.report.coreset).
 rule coreset_summary:
     input:
         unpack(coreset_summary_inputs),
@@ -64,7 +64,7 @@ rule coreset_summary:
 
 
 # `snakemake --cores N coreset`: ingest, leakage gate, reference, scoring (with stability), selection
-# and export only (no pretraining, no benchmark); see README "Quick start".
+# and export only (no pretraining, no benchmark); see README, "Quick start".
 rule coreset:
     input:
         coreset_targets(),

@@ -19,8 +19,8 @@ def rna_fasta(tmp_path: Path) -> Path:
 @pytest.fixture
 def tiny_workdir(tmp_path: Path, rna_fasta: Path):
     """Ingested shards plus a tiny trained reference model."""
-    from bioprune.shards import IngestOptions, ingest, read_shard
-    from bioprune.training import TrainConfig, train_mlm
+    from bioprune.ingest import IngestOptions, ingest, read_shard
+    from bioprune.training.loop import TrainConfig, train_mlm
 
     shards = [str(tmp_path / f"{i}-of-2.h5") for i in (1, 2)]
     ingest(rna_fasta, shards, str(tmp_path / "holdout.h5"), IngestOptions(max_length=100, holdout_fraction=0.05))

@@ -18,3 +18,14 @@ def random_rna(n: int, seed: int = 0, lo: int = 20, hi: int = 80) -> list[tuple[
     return [(f"seq{i}", "".join(rng.choice("ACGU") for _ in range(rng.randint(lo, hi)))) for i in range(n)]
 
 
+def typed_selection_kw(kw: dict) -> dict:
+    """select()/select_indices() keyword arguments with the option dicts (as selection_oracle, the old
+    implementation, takes them) turned into the typed options the package takes."""
+    from bioprune.selection import CCIOptions, TopOptions
+
+    out = dict(kw)
+    if out.get("cci") is not None:
+        out["cci"] = CCIOptions(**out["cci"])
+    if out.get("top_influence") is not None:
+        out["top_influence"] = TopOptions(**out["top_influence"])
+    return out

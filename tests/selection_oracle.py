@@ -1,4 +1,4 @@
-"""Oracle: bioprune.selections as it was before issue 14 (full argsort Top-I, CCI on sorted copies),
+"""Oracle: bioprune.selection.strategies as it was before issue 14 (full argsort Top-I, CCI on sorted copies),
 kept verbatim to check that the array/partial-selection implementation chooses exactly the same."""
 
 from __future__ import annotations

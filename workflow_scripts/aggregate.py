@@ -1,4 +1,4 @@
-from bioprune.report import aggregate
+from bioprune.report.tables import aggregate
 from bioprune.smk import run_script
 
 sm = snakemake  # noqa: F821

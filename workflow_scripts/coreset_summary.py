@@ -1,4 +1,4 @@
-from bioprune.coreset import write_summary
+from bioprune.report.coreset import write_summary
 from bioprune.smk import run_script
 
 sm = snakemake  # noqa: F821

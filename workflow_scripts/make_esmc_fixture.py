@@ -5,7 +5,7 @@ The fixture is a small randomly initialised ESMC (d_model 128, 2 heads of 64, 2 
 models' head width) built by the `esm` package's own `ESMC` class, saved as the released weights are
 (`torch.save(model.state_dict())`, like esmc_300m_2024_12_v0.pth), plus a padded batch of token ids
 from the package's tokenizer and the logits, per-layer hidden states and final embeddings it computes
-in fp32 on CPU. tests/test_esmc.py checks bioprune.backbones.esmc against it (no network, no `esm` 3.x).
+in fp32 on CPU. tests/backbones/test_esmc.py checks bioprune.backbones.esmc against it (no network, no `esm` 3.x).
 
 `esm` 3.x and fair-esm both own the `esm` module, so this runs in its own virtual environment:
 

@@ -7,7 +7,7 @@ encoder_layers=..., ...), "model": {"encoder.sentence_encoder.*", "encoder.lm_he
 RNA-FM_pretrained.pth), then loaded back with the package's own loader
 (`fm.pretrained.load_model_and_alphabet_local(path, theme="rna")`, which e.g. zeroes the <mask>
 embedding row) and run on a padded batch with a masked position: its token ids, logits and per-layer
-representations go in the expected file. tests/test_rnafm.py loads the .pth with bioprune.models.load_model
+representations go in the expected file. tests/backbones/test_rnafm.py loads the .pth with bioprune.models.load_model
 and compares (no network, no `rna-fm` needed).
 
     python3 -m venv /tmp/fmvenv

@@ -1,4 +1,4 @@
-from bioprune.report import plot_curves, plot_metrics, plot_pruning_curves
+from bioprune.report.tables import plot_curves, plot_metrics, plot_pruning_curves
 from bioprune.smk import run_script
 
 sm = snakemake  # noqa: F821

@@ -1,4 +1,4 @@
-from bioprune.report import plot_scores
+from bioprune.report.tables import plot_scores
 from bioprune.smk import run_script
 
 sm = snakemake  # noqa: F821

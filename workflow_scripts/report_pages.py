@@ -1,4 +1,4 @@
-from bioprune.report_pages import write_pages
+from bioprune.report.pages import write_pages
 from bioprune.smk import run_script
 
 sm = snakemake  # noqa: F821

@@ -4,7 +4,7 @@ For the bundled RNA and protein demo pools: ingest with the demo settings, train
 for reference.seed 0 and 1 (config.yaml's / experiments/protein_demo.yaml's reference section), and
 score with the diag-Fisher estimator under each variant loss x reduction x normalize. Each variant
 is scored three times: (influence seed 0, reference seed 0) = primary, (1, 0) and (0, 1). The
-statistics are bioprune.stability's: Spearman and mean within-length-decile Spearman between the
+statistics are bioprune.influence.stability's: Spearman and mean within-length-decile Spearman between the
 influence seeds, Jaccard of the top-0.5% sets, Spearman between the reference seeds, and
 Spearman(score, length) of the primary scoring.
 
@@ -14,9 +14,9 @@ normalize=rayleigh is computed from the same pass as score / grad_sqnorm (what s
 does with normalize: rayleigh), so each (loss, reduction) costs three curvature + sketch passes.
 
 Ensemble axis (issue 27, --ensembles R.. --ensemble-normalize rank zscore none): reference seed s
-scores with the R members bioprune.ensemble.member_seeds(s, R) (member 0 = s, the single-model run),
+scores with the R members bioprune.influence.ensemble.member_seeds(s, R) (member 0 = s, the single-model run),
 each its own D_sub, reference model, curvature and sketch pass; their scores are averaged after the
-per-model normalisation (bioprune.ensemble.combine), then normalize (none / rayleigh) is applied to
+per-model normalisation (bioprune.influence.ensemble.combine), then normalize (none / rayleigh) is applied to
 each member before it (what the workflow does: the merge of a member applies influence.normalize).
 The reference-seed statistics compare the ensemble of seed 0 with that of seed 1 (disjoint members).
 For loss reconstruction (diag_fisher) the influence seed enters nothing (it draws only masks and
@@ -59,9 +59,9 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bioprune.ensemble import combine, member_seeds  # noqa: E402
+from bioprune.influence.ensemble import combine, member_seeds  # noqa: E402
 from bioprune.hashing import unit_hash  # noqa: E402
-from bioprune.stability import THRESHOLDS, compare_scores, length_correlation  # noqa: E402
+from bioprune.influence.stability import THRESHOLDS, compare_scores, length_correlation  # noqa: E402
 
 log = logging.getLogger("score_study")
 MOLECULES = {
@@ -79,7 +79,7 @@ STATS = ["influence_spearman", "influence_within_decile", "influence_top0.5%_jac
 
 def ingest_pool(mol: str, work: Path, n_score: int) -> tuple[list[str], list[str]]:
     """Full-pool shards (for D_sub) and shards of the scored subsample, cached under work/mol."""
-    from bioprune.shards import IngestOptions, ingest
+    from bioprune.ingest import IngestOptions, ingest
 
     pool, opts, _, _ = MOLECULES[mol]
     d = work / mol
@@ -88,7 +88,7 @@ def ingest_pool(mol: str, work: Path, n_score: int) -> tuple[list[str], list[str
         ingest(ROOT / pool, full, str(d / "shards/holdout.h5"), IngestOptions(**opts, holdout_fraction=0.02))
     sub = [str(d / f"score_shards/{i}-of-2.h5") for i in (1, 2)]
     if not all(Path(p).exists() for p in sub):
-        from bioprune.shards import read_shard
+        from bioprune.ingest import read_shard
 
         ids = [i for p in full for i in read_shard(p)[0]]
         frac = min(1.0, n_score / len(ids))
@@ -140,7 +140,7 @@ def seconds(key: str, d: Path) -> float:
 
 
 def reference_model(mol: str, work: Path, shards: list[str], seed: int, train: dict | None = None) -> str:
-    from bioprune.reference import build_reference
+    from bioprune.influence.reference import ReferenceConfig, build_reference
 
     train = train or default_train(mol)
     d = train_dir(mol, work, train)
@@ -149,7 +149,7 @@ def reference_model(mol: str, work: Path, shards: list[str], seed: int, train: d
     if not out.exists():
         params = dict(MOLECULES[mol][2], seed=seed, device="cpu", checkpoint=None, **train)
         timed(f"train_seed{seed}", d, lambda: build_reference(shards, str(out), str(d / f"reference_seed{seed}_curves.h5"),
-                                                              params))
+                                                              ReferenceConfig(**params)))
         log.info("%s reference seed %d (%s) trained in %.0fs", mol, seed, d.name, TIMES[f"train_seed{seed}"])
     return str(out)
 
@@ -162,8 +162,8 @@ def default_train(mol: str) -> dict:
 def score(mol: str, work: Path, full: list[str], sub: list[str], model: str, loss: str, reduction: str,
           inf_seed: int, ref_seed: int, draws: int, train: dict | None = None) -> dict:
     """scores.h5 of one (loss, reduction, seeds), normalize none; cached."""
-    from bioprune.scores import merge_scores, read_scores
-    from bioprune.sketches import InfluenceConfig, fit_diag_fisher, sketch_shard
+    from bioprune.influence.scores import merge_scores, read_scores
+    from bioprune.influence.sketches import InfluenceConfig, fit_diag_fisher, sketch_shard
 
     train = train or default_train(mol)
     d = train_dir(mol, work, train) / f"{loss}_{reduction}_inf{inf_seed}_ref{ref_seed}"
@@ -195,8 +195,8 @@ def ensemble(members: list[dict], normalize: str, how: str) -> dict:
 
 def normalized(sc: dict, normalize: str) -> dict:
     """normalize=rayleigh: g^T (F + lambda)^-1 g / g^T g from the same pass; length_rank: the score's
-    percentile within its length decile (bioprune.scores.length_rank, what the merge writes)."""
-    from bioprune.scores import length_rank
+    percentile within its length decile (bioprune.influence.scores.length_rank, what the merge writes)."""
+    from bioprune.influence.scores import length_rank
 
     if normalize == "none":
         return sc

@@ -1,4 +1,4 @@
-from bioprune.report import write_versions
+from bioprune.report.tables import write_versions
 from bioprune.smk import run_script
 
 sm = snakemake  # noqa: F821

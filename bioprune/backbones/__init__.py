@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .adapter import VocabAdapter, check_vocab
+from bioprune.backbones.adapter import VocabAdapter, check_vocab
 
 __all__ = ["VocabAdapter", "check_vocab", "load_foreign", "rebuild", "is_foreign_state"]
 
 
 def is_foreign_state(data) -> bool:
     """True for a loaded file this package reads (an ESM-C state dict)."""
-    from .esmc import is_esmc_state
+    from bioprune.backbones.esmc import is_esmc_state
 
     return is_esmc_state(data)
 
@@ -24,10 +24,10 @@ def is_foreign_state(data) -> bool:
 def load_foreign(path: Path, data=None) -> VocabAdapter:
     """Load a Hugging Face directory, or an ESM-C state dict `data` read from `path`."""
     if data is None:
-        from .hf import load_hf
+        from bioprune.backbones.hf import load_hf
 
         return load_hf(path)
-    from .esmc import load_esmc
+    from bioprune.backbones.esmc import load_esmc
 
     return load_esmc(data, source=str(path))
 
@@ -35,11 +35,11 @@ def load_foreign(path: Path, data=None) -> VocabAdapter:
 def rebuild(arch: dict, source: str) -> VocabAdapter:
     """A fresh model of the architecture stored in a bioprune checkpoint (weights loaded by the caller)."""
     if arch["kind"] == "hf":
-        from .hf import rebuild_hf
+        from bioprune.backbones.hf import rebuild_hf
 
         return rebuild_hf(arch, source)
     if arch["kind"] == "esmc":
-        from .esmc import rebuild_esmc
+        from bioprune.backbones.esmc import rebuild_esmc
 
         return rebuild_esmc(arch, source)
     raise ValueError(f"unknown backbone kind {arch['kind']!r}")

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..alphabets import get_alphabet
-from ..errors import BiopruneError
+from bioprune.alphabets import get_alphabet
+from bioprune.errors import BiopruneError
 
 NEG = -1e4  # logit of bioprune tokens the checkpoint cannot predict (softmax weight exactly 0)
 SPECIALS = {"<cls>": "cls", "<pad>": "pad", "<eos>": "eos", "<unk>": "unk", "<mask>": "mask"}

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import BiopruneError
-from .adapter import VocabAdapter
+from bioprune.errors import BiopruneError
+from bioprune.backbones.adapter import VocabAdapter
 
 # esm 3.x esm/utils/constants/esm3.py SEQUENCE_VOCAB (ids 0..32 of 64 embedding rows)
 VOCAB = ["<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO.-|", "<mask>"]

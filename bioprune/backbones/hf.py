@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from ..alphabets import PROTEIN_STANDARD, RNA_STANDARD
-from ..errors import BiopruneError
-from .adapter import VocabAdapter
+from bioprune.alphabets import PROTEIN_STANDARD, RNA_STANDARD
+from bioprune.errors import BiopruneError
+from bioprune.backbones.adapter import VocabAdapter
 
 CLASSES = {"EsmForMaskedLM": "lm_head.dense", "BertForMaskedLM": "cls.predictions.transform.dense",
            "RobertaForMaskedLM": "lm_head.dense"}

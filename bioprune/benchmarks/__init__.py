@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 
-from ..errors import BiopruneError
-from . import perplexity, protein_loc, protein_ss, rna_ss, rna_type
-from .common import EVAL_FILES, TASK_MOLECULE, BenchParams, balanced_subset, read_tsv
-from .nearest import nearest_neighbour_reference
-from .rna_ss import decode_pairs, rnafold_reference, ss_split
+from bioprune.errors import BiopruneError
+from bioprune.benchmarks import perplexity, protein_loc, protein_ss, rna_ss, rna_type
+from bioprune.benchmarks.common import EVAL_FILES, TASK_MOLECULE, BenchParams, balanced_subset, read_tsv
+from bioprune.benchmarks.nearest import nearest_neighbour_reference
+from bioprune.benchmarks.rna_ss import decode_pairs, rnafold_reference, ss_split
 
 log = logging.getLogger(__name__)
 TASKS = {"perplexity": perplexity.run, "rna_ss": rna_ss.run, "rna_type": rna_type.run,
@@ -23,18 +23,17 @@ __all__ = ["TASKS", "EVAL_FILES", "TASK_MOLECULE", "BenchParams", "run_benchmark
            "nearest_neighbour_reference", "read_tsv", "balanced_subset", "decode_pairs", "ss_split"]
 
 
-def run_benchmarks(model_path: str, holdout: str, params: dict) -> list[tuple[str, str, float]]:
-    """All configured tasks for one model: rows of (task, metric, value). params = benchmark_params(config)."""
-    from ..models import load_model, pick_device
+def run_benchmarks(model_path: str, bp: BenchParams) -> list[tuple[str, str, float]]:
+    """All configured tasks for one model: rows of (task, metric, value); bp.holdout = the held-out file."""
+    from bioprune.models import load_model, pick_device
 
-    bp = BenchParams.from_dict(params, holdout)
     unknown = [t for t in bp.tasks if t not in TASKS]
     if unknown:
         raise BiopruneError(f"config key benchmark.tasks: unknown task(s) {unknown}; known: {sorted(TASKS)}")
-    from ..attention import use_sdpa
+    from bioprune.training.attention import use_sdpa
 
     model, _ = load_model(model_path, bp.molecule)
-    use_sdpa(model)  # fused attention where no attention maps are asked for (bioprune.attention)
+    use_sdpa(model)  # fused attention where no attention maps are asked for (bioprune.training.attention)
     model.to(pick_device(bp.device)).eval()
     rows: list[tuple[str, str, float]] = []
     for task in bp.tasks:

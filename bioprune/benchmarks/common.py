@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BiopruneError
+from bioprune.errors import BiopruneError
 
 SPLIT_SEED = 0
 EVAL_FILES = {"rna_ss": "rna/ss_eval.tsv.gz", "rna_type": "rna/type_eval.tsv.gz",
@@ -64,8 +64,8 @@ def embed(model, seqs: list[str], molecule: str, attention: bool = False, batch_
     """Per-sequence residue embeddings (L, E) from the last layer, and optionally attention maps (L*H, L, L)."""
     import torch
 
-    from ..batching import pad_batch
-    from ..models import n_layers
+    from bioprune.training.batching import pad_batch
+    from bioprune.models import n_layers
 
     device = next(model.parameters()).device
     last = n_layers(model)
@@ -104,36 +104,7 @@ def balanced_subset(rows: list[dict], cap: int) -> list[dict]:
     return [rows[k] for k in sorted(keep)]
 
 
-def classification_sets(task: str, bp: BenchParams) -> tuple[list[dict], list[dict]]:
-    """Probe train and test rows of a labelled task: a label-balanced subset of at most max_eval rows,
-    split by the stored homology split (whole clusters on one side). Models and the nearest-neighbour
-    baseline both call this, so they see the same rows."""
-    from .splits import probe_split
-
-    rows = read_tsv(bp.eval_path(task))
-    split = probe_split(task, rows, bp)
-    sub = balanced_subset(rows, bp.max_eval)
-    train = [r for r in sub if split[r["id"]] == "train"]
-    test = [r for r in sub if split[r["id"]] == "test"]
-    if len({r["label"] for r in train}) < 2 or not test:
-        raise BiopruneError(f"benchmark {task}: the homology split left {len(train)} train / {len(test)} test rows "
-                            "with under two train classes or no test row; raise benchmark.max_eval or "
-                            "benchmark.split_identity")
-    return train, test
-
-
 def classification_metrics(true: list[str], pred: list[str]) -> list[tuple[str, float]]:
     from sklearn.metrics import accuracy_score, f1_score
 
     return [("accuracy", float(accuracy_score(true, pred))), ("macro_f1", float(f1_score(true, pred, average="macro")))]
-
-
-def classify(model, task: str, bp: BenchParams) -> list[tuple[str, float]]:
-    """Linear probe on mean-pooled embeddings: accuracy and macro F1 on the probe-test rows."""
-    train, test = classification_sets(task, bp)
-    molecule = TASK_MOLECULE[task]
-    h_tr, _ = embed(model, [r["sequence"] for r in train], molecule)
-    h_te, _ = embed(model, [r["sequence"] for r in test], molecule)
-    clf = probe().fit(np.stack([e.mean(0) for e in h_tr]), [r["label"] for r in train])
-    pred = clf.predict(np.stack([e.mean(0) for e in h_te]))
-    return classification_metrics([r["label"] for r in test], list(pred))

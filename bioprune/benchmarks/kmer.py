@@ -38,11 +38,16 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..alphabets import PROTEIN_STANDARD, RNA_STANDARD, kmer_codes
-from ..errors import BiopruneError
+from bioprune.alphabets import PROTEIN_STANDARD, RNA_STANDARD, kmer_codes
+from bioprune.errors import BiopruneError
+
+if TYPE_CHECKING:
+    from bioprune.benchmarks.common import BenchParams
+    from bioprune.leakage.gate import GateConfig
 
 log = logging.getLogger(__name__)
 LETTERS = {"rna": RNA_STANDARD + "N", "protein": PROTEIN_STANDARD + "X"}
@@ -166,8 +171,8 @@ def corruption_likelihood(letters: str, standard: str) -> np.ndarray:
 def masked_positions(ids: list[str], seqs: list[str], molecule: str, seed: int = 0):
     """Per masked position of every sequence (the MLM perplexity's masks: batching.mask_by_id):
     (left visible residues, right visible residues, observed token index (V = <mask>), true residue)."""
-    from ..alphabets import get_alphabet
-    from ..batching import mask_by_id, pad_batch
+    from bioprune.alphabets import get_alphabet
+    from bioprune.training.batching import mask_by_id, pad_batch
 
     letters = LETTERS[molecule]
     alpha = get_alphabet(molecule)
@@ -209,7 +214,7 @@ def masked_cross_entropy(model: KmerModel, positions, h: int | None = None) -> f
 def validation_split(ids: list[str]) -> np.ndarray:
     """Boolean mask of the validation slice: ids hashed into VAL_MOD buckets, bucket 0; in a pool too
     small for that bucket to hold any id, the len(ids) // VAL_MOD (at least one) ids of lowest hash."""
-    from ..hashing import int_hash
+    from bioprune.hashing import int_hash
 
     h = [int_hash(i, "kmer_val") for i in ids]
     val = np.array([x % VAL_MOD == 0 for x in h], dtype=bool)
@@ -219,11 +224,11 @@ def validation_split(ids: list[str]) -> np.ndarray:
 
 
 def fit_kmer_baseline(ids: list[str], seqs: list[str], molecule: str, max_val: int,
-                      h_max: int | None = None, validation_filter: dict | None = None,
+                      h_max: int | None = None, validation_filter: GateConfig | None = None,
                       ) -> tuple[KmerModel, dict[int, float]]:
     """Choose h on the validation slice (fit on the rest), refit on everything: (model, {h: val loss}).
 
-    `validation_filter` ({molecule, max_identity, min_coverage}; the held-out filter's rule): validation
+    `validation_filter` (molecule, max_identity, min_coverage: the held-out filter's rule): validation
     sequences with a near-copy in the fit sequences are not used to choose h, so h is chosen on data like
     the homology-filtered held-out file it is scored on. Without it the slice holds near-copies of its fit
     data and picks the longest context (h 8 on the demo pool, which then scores 4.69 on the filtered
@@ -236,12 +241,11 @@ def fit_kmer_baseline(ids: list[str], seqs: list[str], molecule: str, max_val: i
     rest = [s for s, v in zip(seqs, val) if not v]
     v_all = np.flatnonzero(val)
     if validation_filter:
-        from ..leakage import near_copies, search
+        from bioprune.leakage.gate import near_copies, search
 
         vf = validation_filter
-        hits = search([seqs[i] for i in v_all], rest, vf["molecule"], float(vf["max_identity"]),
-                      hint="set leakage.holdout: false")
-        near = set(near_copies(hits, float(vf["max_identity"]), float(vf["min_coverage"])).q.astype(int))
+        hits = search([seqs[i] for i in v_all], rest, vf.molecule, vf.max_identity, hint="set leakage.holdout: false")
+        near = set(near_copies(hits, vf.max_identity, vf.min_coverage).q.astype(int))
         log.info("k-mer model: %d of %d validation sequences have a near-copy in the fit data and are not used "
                  "to choose h", len(near), len(v_all))
         v_all = np.array([i for k, i in enumerate(v_all) if k not in near], dtype=int)
@@ -270,11 +274,11 @@ def kmer_profiles(seqs: list[str], molecule: str) -> np.ndarray:
     return out
 
 
-def kmer_probe(task: str, params: dict) -> list[tuple[str, float]]:
+def kmer_probe(task: str, bp: BenchParams) -> list[tuple[str, float]]:
     """The linear probe on k-mer profiles for a labelled classification task (same split and rows as the models)."""
-    from .common import TASK_MOLECULE, BenchParams, classification_metrics, classification_sets, probe
+    from bioprune.benchmarks.common import TASK_MOLECULE, classification_metrics, probe
+    from bioprune.benchmarks.probes import classification_sets
 
-    bp = BenchParams.from_dict(params)
     train, test = classification_sets(task, bp)
     mol = TASK_MOLECULE[task]
     clf = probe().fit(kmer_profiles([r["sequence"] for r in train], mol), [r["label"] for r in train])
@@ -282,14 +286,16 @@ def kmer_probe(task: str, params: dict) -> list[tuple[str, float]]:
     return classification_metrics([r["label"] for r in test], list(pred))
 
 
-def kmer_baseline_rows(shards: list[str], holdout: str, params: dict) -> list[tuple[str, str, float]]:
+def kmer_baseline_rows(shards: list[str], bp: BenchParams, validation_filter: GateConfig | None = None,
+                       ) -> list[tuple[str, str, float]]:
     """(task, metric, value) rows of strategy kmer_baseline: perplexity (and its h, validation loss)
-    on the held-out masks, and the k-mer probe for each configured classification task."""
-    from ..pretraining import load_sequences
-    from ..shards import read_shard, shard_molecule
-    from .common import TASK_MOLECULE, BenchParams
+    on the held-out masks (bp.holdout), and the k-mer probe for each configured classification task.
+    `validation_filter`: the held-out filter's rule (fit_kmer_baseline), None when that filter is off."""
+    from bioprune.ingest import load_sequences
+    from bioprune.ingest import read_shard, shard_molecule
+    from bioprune.benchmarks.common import TASK_MOLECULE
 
-    bp = BenchParams.from_dict(params, holdout)
+    holdout = bp.holdout
     rows: list[tuple[str, str, float]] = []
     if "perplexity" in bp.tasks:
         h_ids, h_seqs, _ = read_shard(holdout)
@@ -299,7 +305,7 @@ def kmer_baseline_rows(shards: list[str], holdout: str, params: dict) -> list[tu
             molecule = shard_molecule(shards[0])
             ids, seqs = load_sequences(shards, None)
             model, losses = fit_kmer_baseline(ids, seqs, molecule, bp.max_eval,
-                                              validation_filter=params.get("validation_filter"))
+                                              validation_filter=validation_filter)
             pos = masked_positions(h_ids[: bp.max_eval], h_seqs[: bp.max_eval], molecule)
             loss = masked_cross_entropy(model, pos)
             rows += [("perplexity", "perplexity", math.exp(loss)), ("perplexity", "mlm_loss", loss),
@@ -307,7 +313,7 @@ def kmer_baseline_rows(shards: list[str], holdout: str, params: dict) -> list[tu
             log.info("kmer_baseline perplexity %.4f (h %d, %d masked positions)", math.exp(loss), model.h, len(pos))
     for task in bp.tasks:
         if task in ("rna_type", "protein_loc") and TASK_MOLECULE[task] == bp.molecule:
-            vals = kmer_probe(task, params)
+            vals = kmer_probe(task, bp)
             rows += [(task, m, float(v)) for m, v in vals]
             log.info("kmer_baseline %s: %s", task, ", ".join(f"{m}={v:.4f}" for m, v in vals))
     return rows

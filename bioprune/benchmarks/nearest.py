@@ -15,8 +15,8 @@ from collections import Counter
 
 import numpy as np
 
-from ..metrics import pair_f1, residue_accuracy
-from .common import TASK_MOLECULE, BenchParams, classification_metrics
+from bioprune.benchmarks.metrics import pair_f1, residue_accuracy
+from bioprune.benchmarks.common import TASK_MOLECULE, BenchParams, classification_metrics
 
 log = logging.getLogger(__name__)
 K_CANDIDATES = 20
@@ -92,7 +92,7 @@ def nn_classification(train: list[dict], test: list[dict], molecule: str) -> lis
 
 
 def nn_rna_ss(train: list[dict], test: list[dict]) -> list[tuple[str, float]]:
-    from .rna_ss import parse_pairs
+    from bioprune.benchmarks.rna_ss import parse_pairs
 
     nn = nearest([r["sequence"] for r in test], [r["sequence"] for r in train], "rna")
     f1s = []
@@ -103,7 +103,7 @@ def nn_rna_ss(train: list[dict], test: list[dict]) -> list[tuple[str, float]]:
 
 
 def nn_protein_ss(train: list[dict], test: list[dict]) -> list[tuple[str, float]]:
-    from .protein_ss import SCHEMES
+    from bioprune.benchmarks.protein_ss import SCHEMES
 
     nn = nearest([r["sequence"] for r in test], [r["sequence"] for r in train], "protein")
     out = []
@@ -121,11 +121,10 @@ def nn_protein_ss(train: list[dict], test: list[dict]) -> list[tuple[str, float]
     return out
 
 
-def nearest_neighbour_reference(params: dict) -> list[tuple[str, str, float]]:
+def nearest_neighbour_reference(bp: BenchParams) -> list[tuple[str, str, float]]:
     """(task, metric, value) rows of the baseline for every configured task where it is defined."""
-    from . import protein_loc, protein_ss, rna_ss, rna_type
+    from bioprune.benchmarks import protein_loc, protein_ss, rna_ss, rna_type
 
-    bp = BenchParams.from_dict(params)
     rows: list[tuple[str, str, float]] = []
     for task in bp.tasks:
         if task == "perplexity" or TASK_MOLECULE[task] != bp.molecule:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import math
 
-from .common import BenchParams
+from bioprune.benchmarks.common import BenchParams
 
 
 def run(model, bp: BenchParams) -> list[tuple[str, float]]:
-    from ..shards import read_shard
-    from ..training import mlm_eval_loss
+    from bioprune.ingest import read_shard
+    from bioprune.training.loop import mlm_eval_loss
 
     ids, seqs, _ = read_shard(bp.holdout)
     if not ids:  # an empty held-out file (tiny corpus, or every held-out sequence near-copied in the pool)

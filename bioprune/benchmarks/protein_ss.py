@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BiopruneError
-from ..metrics import dssp_to_ss3, residue_accuracy
-from .common import SPLIT_SEED, BenchParams, embed, probe, read_tsv
+from bioprune.errors import BiopruneError
+from bioprune.benchmarks.metrics import dssp_to_ss3, residue_accuracy
+from bioprune.benchmarks.common import SPLIT_SEED, BenchParams, embed, probe, read_tsv
 
 SCHEMES = (("q3", dssp_to_ss3), ("q8", lambda s: s))
 MAX_TRAIN_RESIDUES = 40000
@@ -14,7 +14,7 @@ MAX_TRAIN_RESIDUES = 40000
 
 def sets(bp: BenchParams) -> tuple[list[dict], list[dict]]:
     """At most max_eval chains (seeded), split by the stored homology split."""
-    from .splits import probe_split
+    from bioprune.benchmarks.splits import probe_split
 
     rows = read_tsv(bp.eval_path("protein_ss"))
     split = probe_split("protein_ss", rows, bp)

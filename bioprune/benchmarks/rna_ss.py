@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import pair_f1
-from .common import SPLIT_SEED, BenchParams, embed, probe, read_tsv
+from bioprune.benchmarks.metrics import pair_f1
+from bioprune.benchmarks.common import SPLIT_SEED, BenchParams, embed, probe, read_tsv
 
 PAIR_DIM = 64  # residue embeddings are reduced to this many principal components for the pair head
 CANONICAL = {("A", "U"), ("U", "A"), ("G", "C"), ("C", "G"), ("G", "U"), ("U", "G")}
@@ -17,7 +17,7 @@ for _a, _b in CANONICAL:
 def ss_split(rows: list[dict], test_families: list[str]) -> tuple[list[dict], list[dict]]:
     """Family-held-out split of the RNA structure set by RNA class (`label`: tRNA, 5S_rRNA, ...), so
     that e.g. tRNAs from two alignments never sit on both sides; a seeded third of classes when none given."""
-    from .splits import held_out_families
+    from bioprune.benchmarks.splits import held_out_families
 
     test = held_out_families([r["label"] for r in rows], test_families, SPLIT_SEED)
     return [r for r in rows if r["label"] not in test], [r for r in rows if r["label"] in test]
@@ -40,7 +40,7 @@ def ss_sets(rows: list[dict], test_families: list[str], cap: int, n_train: int =
 
 def sets(bp: BenchParams) -> tuple[list[dict], list[dict]]:
     """Train and test rows of the structure task (homology-purged training families)."""
-    from .splits import probe_split
+    from bioprune.benchmarks.splits import probe_split
 
     rows = read_tsv(bp.eval_path("rna_ss"))
     return ss_sets(rows, bp.test_families, bp.max_eval, split=probe_split("rna_ss", rows, bp))
@@ -134,7 +134,7 @@ def rnafold_reference(resources: str, cap: int, test_families: list[str]) -> lis
     homology purge only removes training sequences, so the test set does not depend on it)."""
     import RNA
 
-    from ..metrics import dotbracket_pairs
+    from bioprune.benchmarks.metrics import dotbracket_pairs
 
     rows = read_tsv(BenchParams(resources=resources).eval_path("rna_ss"))
     _, test = ss_sets(rows, test_families, cap)

@@ -1,7 +1,8 @@
 """RNA type (family of origin): linear probe on mean-pooled embeddings, homology-aware split."""
 from __future__ import annotations
 
-from .common import BenchParams, classification_sets, classify
+from bioprune.benchmarks.common import BenchParams
+from bioprune.benchmarks.probes import classification_sets, classify
 
 
 def sets(bp: BenchParams) -> tuple[list[dict], list[dict]]:

@@ -3,7 +3,7 @@ probe-train neighbour at or above the split identity.
 
 Clusters are the connected components (single linkage) of an all-against-all MMseqs2 search of the
 evaluation set, an edge being a hit with identity >= identity over >= coverage of the shorter sequence
-(bioprune.leakage.search). Single linkage, unlike a representative-based clustering, guarantees the
+(bioprune.leakage.gate.search). Single linkage, unlike a representative-based clustering, guarantees the
 property above (up to the search's sensitivity). Clusters are visited in the order of a seeded hash
 of their representative (smallest member id) and go to test while every label they hold stays within
 its test quota (test_fraction of the label's rows); the rest go to train. rna_ss keeps its
@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import BiopruneError
-from ..h5io import atomic_path
+from bioprune.benchmarks.common import SPLIT_SEED, TASK_MOLECULE, BenchParams, read_tsv
+from bioprune.errors import BiopruneError
+from bioprune.h5io import atomic_path
 
 log = logging.getLogger(__name__)
 DEFAULT_IDENTITY = {"rna": 0.8, "protein": 0.3}
@@ -46,8 +47,6 @@ class SplitParams:
 
 def split_params(task: str, bp) -> SplitParams:
     """SplitParams of a task from BenchParams (split_identity None = the molecule's default)."""
-    from .common import SPLIT_SEED, TASK_MOLECULE
-
     mol = TASK_MOLECULE[task]
     ident = DEFAULT_IDENTITY[mol] if bp.split_identity is None else float(bp.split_identity)
     fams = list(bp.test_families) if task == "rna_ss" else []
@@ -56,7 +55,7 @@ def split_params(task: str, bp) -> SplitParams:
 
 def homology_clusters(seqs: list[str], molecule: str, identity: float, coverage: float, threads: int = 1) -> np.ndarray:
     """Connected-component index of every sequence (hits >= identity over >= coverage of the shorter)."""
-    from ..leakage import near_copies, search
+    from bioprune.leakage.gate import near_copies, search
 
     parent = list(range(len(seqs)))
 
@@ -177,11 +176,8 @@ def probe_split(task: str, rows: list[dict], bp) -> dict[str, str]:
     return dict(zip(df["id"], df["split"]))
 
 
-def build_split(task: str, eval_path: str, out: str, params: dict, threads: int = 1) -> None:
-    """Stage entry: compute and store the split of one task's evaluation set (params = benchmark_params)."""
-    from .common import BenchParams, read_tsv
-
-    bp = BenchParams.from_dict(params)
+def build_split(task: str, eval_path: str, out: str, bp: BenchParams, threads: int = 1) -> None:
+    """Stage entry: compute and store the split of one task's evaluation set."""
     rows = read_tsv(eval_path)
     sp = split_params(task, bp)
     write_split(out, compute_split(task, rows, sp, threads), fingerprint(task, rows, sp))

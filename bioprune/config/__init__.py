@@ -9,12 +9,12 @@ stages that use the edited value) and what the `bioprune` subcommands pass to th
 """
 from __future__ import annotations
 
-from .params import (
+from bioprune.config.params import (
     benchmark_params, corpus_files, ensemble_params, full_seeds, influence_params, ingest_params, ingest_spans,
     kmer_params, leakage_params, pretrain_params, reference_params, selection_params, split_params,
 )
-from .preflight import check_corpus, check_device, preflight
-from .resolve import (
+from bioprune.config.preflight import check_corpus, check_device, preflight
+from bioprune.config.resolve import (
     DEMO_CONFIG, DEMO_PATH_KEYS, PAPER_INFLUENCE, ROOT, SCHEMA, apply_paper_mode, check_semantics,
     coerce, deep_merge, dump_resolved, load_config, parse_override, read_yaml, resolve_config,
     schema_markdown, shipped_path, validate_config,

@@ -5,7 +5,7 @@ from __future__ import annotations
 def corpus_files(config: dict) -> list[str]:
     """corpus.path as the list of input files (a glob expanded, sorted); the order fixes which id
     of a duplicated sequence is kept (the first, in file order then record order)."""
-    from ..shards.pipeline import expand_inputs
+    from bioprune.ingest.pipeline import expand_inputs
 
     return expand_inputs(config["corpus"]["path"])
 
@@ -13,7 +13,7 @@ def corpus_files(config: dict) -> list[str]:
 def ingest_spans(config: dict) -> list[list[dict | None]]:
     """Per input file, the byte ranges of its route jobs (corpus.split_mb; [None]: one job for the
     whole file), from the file sizes when the workflow is planned."""
-    from ..shards.ranges import file_spans, split_bytes
+    from bioprune.ingest.ranges import file_spans, split_bytes
 
     split = split_bytes(config["corpus"]["split_mb"])
     return [file_spans(f, split) for f in corpus_files(config)]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-from ..errors import BiopruneError
+from bioprune.errors import BiopruneError
 
 NUCLEOTIDE_FRACTION = 0.9
 SAMPLE_BYTES = 1 << 20
@@ -46,7 +46,7 @@ def nucleotide_fraction(path: str, sample_bytes: int = SAMPLE_BYTES) -> tuple[fl
 
 def check_corpus(config: dict, source: str = "config") -> None:
     """corpus.path files exist; corpus.molecule agrees with their residues (module doc)."""
-    from .params import corpus_files
+    from bioprune.config.params import corpus_files
 
     c = config["corpus"]
     for f in corpus_files(config):
@@ -86,7 +86,7 @@ def check_device(config: dict, source: str = "config") -> None:
 
 def preflight(config: dict, source: str = "config", local: bool = True) -> None:
     """All checks before the first job; `local` = the jobs run on this machine (device check)."""
-    from .resolve import check_leakage_sets
+    from bioprune.config.resolve import check_leakage_sets
 
     check_corpus(config, source)
     check_leakage_sets(config, source)

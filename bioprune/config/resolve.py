@@ -1,5 +1,5 @@
 """Config resolution: schema defaults <- the user's file(s) <- overrides, coerced and validated once
-(the bundled demo config only when no file is named); paper mode; the README config table."""
+(the bundled demo config only when no file is named); paper mode; the config table of docs/CONFIGURATION.md."""
 from __future__ import annotations
 
 import copy
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import BiopruneError
+from bioprune.errors import BiopruneError
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "schemas" / "config.schema.yaml"
@@ -195,7 +195,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
     return config
 
 
-# influence.paper_exact: true applies these (the official bio-coreset scoring; bioprune.paper reproduces
+# influence.paper_exact: true applies these (the official bio-coreset scoring; bioprune.influence.paper reproduces
 # its forward, window and loss). A conflicting value set in the user's config is an error naming it.
 PAPER_INFLUENCE = {"estimator": "diag_fisher", "params": ["lm_head.dense.weight"], "normalize": "none",
                    "loss": "reconstruction_padded", "reduction": "mean", "damping": 1e-8, "pad_to": 1024}
@@ -268,8 +268,8 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> dict:
 
 
 def schema_markdown() -> str:
-    """The README's configuration table (key | default | meaning), generated from the schema so the
-    two cannot drift apart (tests/test_config.py compares them)."""
+    """docs/CONFIGURATION.md's configuration table (key | default | meaning), generated from the schema so the
+    two cannot drift apart (tests/config/test_config.py compares them)."""
     rows = ["| key | default | meaning |", "|---|---|---|"]
 
     def walk(props: dict, prefix: str = "", required=()):

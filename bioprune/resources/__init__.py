@@ -11,13 +11,13 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from ..errors import BiopruneError
-from ..h5io import sha256_file
-from .files import write_provenance
-from .protein import build_protein
-from .rna import build_rna
-from .sources import INFERNAL, PROFILES
-from .stockholm import read_stockholm, stockholm_records, wuss_pairs
+from bioprune.errors import BiopruneError
+from bioprune.h5io import sha256_file
+from bioprune.resources.files import write_provenance
+from bioprune.resources.protein import build_protein
+from bioprune.resources.rna import build_rna
+from bioprune.resources.sources import INFERNAL, PROFILES
+from bioprune.resources.stockholm import read_stockholm, stockholm_records, wuss_pairs
 
 __all__ = ["PROFILES", "build", "build_protein", "build_rna", "read_stockholm", "stockholm_records", "wuss_pairs"]
 

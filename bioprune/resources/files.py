@@ -7,7 +7,7 @@ import io
 import json
 from pathlib import Path
 
-from ..h5io import atomic_path
+from bioprune.h5io import atomic_path
 
 
 def clean_rna(seq: str) -> str | None:
@@ -46,7 +46,7 @@ PROVENANCE_TEMPLATE = """# Provenance of the bundled data
 
 Built by `bioprune build-resources` (bioprune/resources/) from the raw packages that
 `workflow_scripts/fetch_raw.sh` downloads. Rebuild: `make resources` (needs root for apt-get).
-Every evaluation sequence was removed from every pool by exact sequence (tested in tests/test_resources.py).
+Every evaluation sequence was removed from every pool by exact sequence (tested in tests/resources/test_resources.py).
 
 | file | source package (version) | licence | content |
 |---|---|---|---|

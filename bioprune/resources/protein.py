@@ -7,9 +7,9 @@ import gzip
 import random
 from pathlib import Path
 
-from ..shards import iter_fasta
-from .files import fasta_text, tsv_text, write_gz_text
-from .sources import LOCALIZATION, METASTUDENT
+from bioprune.ingest import iter_fasta
+from bioprune.resources.files import fasta_text, tsv_text, write_gz_text
+from bioprune.resources.sources import LOCALIZATION, METASTUDENT
 
 def build_protein(raw: Path, out: Path, prof: dict, rng: random.Random, pdb_tsv: Path) -> dict:
     """Protein SS (PDB/DSSP) and localization (Swiss-Prot GO CC) sets, then the Swiss-Prot pool."""

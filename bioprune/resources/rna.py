@@ -6,10 +6,10 @@ import glob
 import random
 from pathlib import Path
 
-from ..shards import iter_fasta
-from .files import clean_rna, fasta_text, tsv_text, write_gz_text
-from .sources import OPTIMIR, STOCKHOLM
-from .stockholm import stockholm_records
+from bioprune.ingest import iter_fasta
+from bioprune.resources.files import clean_rna, fasta_text, tsv_text, write_gz_text
+from bioprune.resources.sources import OPTIMIR, STOCKHOLM
+from bioprune.resources.stockholm import stockholm_records
 
 def build_rna(raw: Path, out: Path, prof: dict, rng: random.Random) -> dict:
     """RNA evaluation sets (structure, type) and the RNA pretraining pool, disjoint by sequence."""

@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from bioprune.pretraining import load_sequences
-from bioprune.shards import read_shard
+from bioprune.ingest import load_sequences
+from bioprune.ingest import read_shard
 
 res = sys.argv[1]
 ids, seqs = load_sequences(sorted(glob.glob(f"{res}/shards/*-of-*.h5")), None)
@@ -31,13 +31,15 @@ t0 = time.time()
 if sys.argv[2] == "kmer":
     from bioprune.benchmarks.kmer import fit_kmer_baseline, masked_cross_entropy, masked_positions
 
-    vf = ({"molecule": "rna", "max_identity": 0.9, "min_coverage": 0.8} if os.path.exists(held) else None)
+    from bioprune.leakage import GateConfig
+
+    vf = GateConfig(molecule="rna", max_identity=0.9, min_coverage=0.8) if os.path.exists(held) else None
     model, val = fit_kmer_baseline(ids, seqs, "rna", 250, h_max=9, validation_filter=vf)
     pos = masked_positions(vi, vs, "rna")
     out.update(tag="kmer", chosen_h=model.h, val_loss={h: v for h, v in val.items()},
                heldout_ppl_by_h={h: math.exp(masked_cross_entropy(model, pos, h)) for h in range(model.h + 1)})
 else:
-    from bioprune.training import TrainConfig, train_mlm
+    from bioprune.training.loop import TrainConfig, train_mlm
 
     torch.set_num_threads(1)
     tag, layers, dim, steps, lr = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])

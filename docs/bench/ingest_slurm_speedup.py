@@ -6,7 +6,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 from slurm_cluster import LocalSlurm
-from bioprune.bench_scale import make_fasta
+from bioprune.tools.bench_scale import make_fasta
 
 w = Path("/tmp/sspeed"); w.mkdir(exist_ok=True)
 fa = w / "pool.fa"
