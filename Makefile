@@ -98,13 +98,13 @@ MUTANTS_GROUP ?= new
 MUTANTS_core   := bioprune.influence.sketches.* bioprune.influence.scores.* bioprune.selection.strategies.* bioprune.training.batching.* bioprune.training.loop.*
 MUTANTS_scale  := bioprune.selection.stream.* bioprune.selection.strata.* bioprune.selection.io.* bioprune.influence.sketch_store.* \
                   bioprune.ingest.*
-MUTANTS_stats  := bioprune.influence.stability.* bioprune.report.ledger.* bioprune.report.flops.* bioprune.influence.paper.* bioprune.report.tables.* \
+MUTANTS_stats  := bioprune.influence.stability.* bioprune.influence.rank_stats.* bioprune.report.ledger.* bioprune.report.flops.* bioprune.influence.paper.* bioprune.report.tables.* \
                   bioprune.benchmarks.metrics.* bioprune.tools.bench_sketch.* bioprune.tools.bench_scale.* bioprune.training.gpumem.*
 MUTANTS_bench  := bioprune.benchmarks.* bioprune.leakage.gate.*
 MUTANTS_models := bioprune.training.attention.* bioprune.training.distributed.* bioprune.backbones.* bioprune.models.* \
                   bioprune.influence.persample.* bioprune.influence.gradients.* bioprune.training.pretraining.* bioprune.influence.reference.* bioprune.selection.export.*
 MUTANTS_infra  := bioprune.cli.* bioprune.config.* bioprune.training.dataflow.* bioprune.errors.* bioprune.h5io.* \
-                  bioprune.hashing.* bioprune.smk.* bioprune.stages.* bioprune.alphabets.* bioprune.resources.*
+                  bioprune.hashing.* bioprune.smk.* bioprune.stages.* bioprune.alphabets.* bioprune.resources.* bioprune.lazy.*
 # the modules issue 29 named (added for scale, stability, benchmarks, backbones and DDP)
 MUTANTS_new    := bioprune.selection.stream.* bioprune.selection.strata.* bioprune.influence.stability.* bioprune.leakage.gate.* \
                   bioprune.benchmarks.* bioprune.report.ledger.* bioprune.report.flops.* bioprune.influence.paper.* bioprune.backbones.* \

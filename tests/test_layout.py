@@ -146,3 +146,13 @@ def test_stage_package_surface_resolves_lazily(package):
         assert getattr(mod, name) is not None, name
     with pytest.raises(AttributeError):
         getattr(mod, "no_such_name")
+
+
+def test_tests_mirror_the_packages():
+    """tests/<package>/ for each subpackage (tests/workflow/ runs whole DAGs; tests/data holds fixtures)."""
+    tests = Path(__file__).resolve().parent
+    dirs = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    packages = {p.parent.name for p in PKG.glob("*/__init__.py")}
+    assert dirs - {"workflow", "data"} <= packages, sorted(dirs - packages)
+    missing = [p for p in STAGE_PACKAGES if not list((tests / p).glob("test_*.py"))]
+    assert not missing, missing
