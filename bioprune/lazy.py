@@ -6,8 +6,10 @@ from __future__ import annotations
 from importlib import import_module
 
 
-def lazy_exports(package: str, exports: dict[str, str]):
-    """(__getattr__, __dir__) for a package whose public names live in its modules: exports = name -> module."""
+def lazy_exports(package: str, surface: dict[str, str]):
+    """(__getattr__, __dir__, __all__) for a package whose public names live in its modules:
+    surface = module -> its public names, space-separated."""
+    exports = {name: module for module, names in surface.items() for name in names.split()}
 
     def __getattr__(name: str):
         module = exports.get(name)
@@ -18,4 +20,4 @@ def lazy_exports(package: str, exports: dict[str, str]):
     def __dir__() -> list[str]:
         return sorted(exports)
 
-    return __getattr__, __dir__
+    return __getattr__, __dir__, sorted(exports)

@@ -4,24 +4,12 @@ gradients (InfluenceConfig, per-sample factors), persample (gradient capture, Kr
 ensembles), rank_stats and stability (seed and reference stability), paper (the official code's losses)."""
 from bioprune.lazy import lazy_exports
 
-_EXPORTS = {
-    "ReferenceConfig": "reference",
-    "InfluenceConfig": "gradients",
-    "THRESHOLDS": "stability",
-    "build_reference": "reference",
-    "combine": "ensemble",
-    "compare_scores": "stability",
-    "ensemble_scores": "ensemble",
-    "fit_diag_fisher": "sketches",
-    "jaccard": "rank_stats",
-    "length_correlation": "stability",
-    "length_rank": "scores",
-    "member_seeds": "ensemble",
-    "merge_scores": "scores",
-    "read_scores": "scores",
-    "run_stability": "stability",
-    "sketch_shard": "sketches",
-    "spearman": "rank_stats",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "reference": "ReferenceConfig build_reference",
+    "gradients": "InfluenceConfig",
+    "stability": "THRESHOLDS compare_scores length_correlation run_stability",
+    "ensemble": "combine ensemble_scores member_seeds",
+    "sketches": "fit_diag_fisher sketch_shard",
+    "rank_stats": "jaccard spearman",
+    "scores": "length_rank merge_scores read_scores",
+})

@@ -2,16 +2,6 @@
 leave the pool (gate) and the held-out file (clean_holdout). Module: gate."""
 from bioprune.lazy import lazy_exports
 
-_EXPORTS = {
-    "GateConfig": "gate",
-    "clean_holdout": "gate",
-    "filter_shards": "gate",
-    "near_copies": "gate",
-    "pool_source": "gate",
-    "read_excluded": "gate",
-    "run_gate": "gate",
-    "search": "gate",
-    "write_gate": "gate",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "gate": "GateConfig clean_holdout filter_shards near_copies pool_source read_excluded run_gate search write_gate",
+})

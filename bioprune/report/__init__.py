@@ -3,19 +3,10 @@ table, verdict, plots, versions), pages (the HTML report pages), coreset (the co
 per arm), flops (FLOPs and MFU)."""
 from bioprune.lazy import lazy_exports
 
-_EXPORTS = {
-    "aggregate": "tables",
-    "forward_flops_per_token": "flops",
-    "mfu": "flops",
-    "peak_tflops": "flops",
-    "plot_curves": "tables",
-    "plot_metrics": "tables",
-    "plot_pruning_curves": "tables",
-    "plot_scores": "tables",
-    "write_ledger": "ledger",
-    "write_pages": "pages",
-    "write_summary": "coreset",
-    "write_versions": "tables",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "tables": "aggregate plot_curves plot_metrics plot_pruning_curves plot_scores write_versions",
+    "flops": "forward_flops_per_token mfu peak_tflops",
+    "ledger": "write_ledger",
+    "pages": "write_pages",
+    "coreset": "write_summary",
+})

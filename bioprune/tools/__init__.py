@@ -2,9 +2,7 @@
 offline kit for a leased GPU, `make gpu-kit`)."""
 from bioprune.lazy import lazy_exports
 
-_EXPORTS = {
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "bench_scale": "bench_scale",
     "bench_sketch": "bench_sketch",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+})

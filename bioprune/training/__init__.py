@@ -4,12 +4,7 @@ parallelism), dataflow (token batches, prefetch), batching (padding, masks, per-
 (SDPA), gpumem (memory model)."""
 from bioprune.lazy import lazy_exports
 
-_EXPORTS = {
-    "TrainConfig": "loop",
-    "mlm_eval_loss": "loop",
-    "pretrain": "pretraining",
-    "total_steps": "loop",
-    "train_mlm": "loop",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "loop": "TrainConfig mlm_eval_loss total_steps train_mlm",
+    "pretraining": "pretrain",
+})
