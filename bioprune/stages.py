@@ -132,7 +132,7 @@ def kmer_baseline(shards: list[str], holdout: str, out: str, params: dict) -> No
 def reference(shards: list[str], model: str, curves: str, params: dict) -> None:
     from bioprune.influence import ReferenceConfig, build_reference
 
-    build_reference(shards, model, curves, typed(ReferenceConfig, params))
+    build_reference(shards, model, curves, ReferenceConfig.from_params(params))
 
 
 def _influence_cfg(params: dict):

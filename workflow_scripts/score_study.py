@@ -149,7 +149,7 @@ def reference_model(mol: str, work: Path, shards: list[str], seed: int, train: d
     if not out.exists():
         params = dict(MOLECULES[mol][2], seed=seed, device="cpu", checkpoint=None, **train)
         timed(f"train_seed{seed}", d, lambda: build_reference(shards, str(out), str(d / f"reference_seed{seed}_curves.h5"),
-                                                              ReferenceConfig(**params)))
+                                                              ReferenceConfig.from_params(params)))
         log.info("%s reference seed %d (%s) trained in %.0fs", mol, seed, d.name, TIMES[f"train_seed{seed}"])
     return str(out)
 

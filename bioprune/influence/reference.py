@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -51,31 +51,30 @@ def empty_dsub(stage: str, shard_paths: list[str], fraction: float, seed: int) -
 @dataclass
 class ReferenceConfig:
     """The reference section for one reference model (reference_params), typed once in bioprune.stages:
-    D_sub = `subset_fraction` of the pool drawn with `seed`; the proxy's shape and training; or a
-    `checkpoint` to fine-tune one epoch (`finetune`) or use as is."""
+    D_sub = `subset_fraction` of the pool drawn with train.seed; the proxy's shape and training (`train`,
+    budget epochs); or a `checkpoint` to fine-tune one epoch (`finetune`) or use as is."""
 
     subset_fraction: float
-    seed: int = 0
-    layers: int = 2
-    embed_dim: int = 64
-    heads: int = 4
-    lr: float = 0.001
-    batch_size: int = 32
-    epochs: int = 10
-    device: str = "auto"
+    train: TrainConfig
     checkpoint: str | None = None
     finetune: bool = True
+
+    @classmethod
+    def from_params(cls, params: dict) -> "ReferenceConfig":
+        keys = ("layers", "embed_dim", "heads", "lr", "batch_size", "epochs", "seed", "device")
+        train = TrainConfig(**{k: params[k] for k in keys if k in params}, budget="epochs")
+        return cls(params["subset_fraction"], train, params.get("checkpoint"), bool(params.get("finetune", True)))
 
 
 def build_reference(shard_paths: list[str], out: str, curves: str, rc: ReferenceConfig) -> dict:
     """Train (or fine-tune) the reference model on D_sub and write `out` and its loss curves."""
     molecule = shard_molecule(shard_paths[0])
-    ids, seqs = dsub_sequences(shard_paths, rc.subset_fraction, rc.seed)
+    seed = rc.train.seed
+    ids, seqs = dsub_sequences(shard_paths, rc.subset_fraction, seed)
     if not seqs:
-        raise empty_dsub("reference", shard_paths, rc.subset_fraction, rc.seed)
-    log.info("reference: D_sub holds %d sequences (fraction %.3g, seed %d)", len(seqs), rc.subset_fraction, rc.seed)
-    cfg = TrainConfig(layers=rc.layers, embed_dim=rc.embed_dim, heads=rc.heads, lr=rc.lr, batch_size=rc.batch_size,
-                      epochs=rc.epochs, seed=rc.seed, device=rc.device, budget="epochs")
+        raise empty_dsub("reference", shard_paths, rc.subset_fraction, seed)
+    log.info("reference: D_sub holds %d sequences (fraction %.3g, seed %d)", len(seqs), rc.subset_fraction, seed)
+    cfg = replace(rc.train)  # fine-tuning below changes epochs and lr of this run's copy
     ckpt = rc.checkpoint
     meta = {"role": "reference", "dsub_size": len(seqs), "subset_fraction": rc.subset_fraction}
     if ckpt:

@@ -65,7 +65,7 @@ def test_antiberty_through_curvature_sketch_scores(antiberty, tmp_path):
            IngestOptions(molecule="protein", holdout_fraction=0.001))
     params = dict(subset_fraction=0.5, seed=0, layers=1, embed_dim=8, heads=2, lr=1e-3, batch_size=8, epochs=1,
                   device="cpu", checkpoint=str(antiberty_dir()), finetune=False)
-    build_reference(shards, str(tmp_path / "ref.pt"), str(tmp_path / "curves.h5"), ReferenceConfig(**params))
+    build_reference(shards, str(tmp_path / "ref.pt"), str(tmp_path / "curves.h5"), ReferenceConfig.from_params(params))
     assert (tmp_path / "curves.h5").exists()  # the reference rule declares it, even with no training
     sc = _score_diag(tmp_path, shards, str(tmp_path / "ref.pt"), InfluenceConfig(subset_fraction=0.5, batch_size=4))
     assert len(sc["id"]) == 8 and np.isfinite(sc["score"]).all()

@@ -157,7 +157,7 @@ def finetuned_reference(tmp_path, molecule, finetune=True):
     ingest(fa, [shard], str(tmp_path / "h.h5"), IngestOptions(molecule=molecule, holdout_fraction=0.01))
     params = {"checkpoint": str(src), "finetune": finetune, "subset_fraction": 0.5, "seed": 0,
               "layers": 1, "embed_dim": 16, "heads": 2, "lr": 1e-3, "batch_size": 8, "epochs": 1, "device": "cpu"}
-    info = build_reference([shard], str(tmp_path / "ref.pt"), str(tmp_path / "c.h5"), ReferenceConfig(**params))
+    info = build_reference([shard], str(tmp_path / "ref.pt"), str(tmp_path / "c.h5"), ReferenceConfig.from_params(params))
     return shard, src, info
 
 

@@ -107,7 +107,7 @@ def test_hf_reference_finetunes_and_scores(tmp_path):
     ingest(write_fasta(tmp_path / "p.fa", recs), shards, str(tmp_path / "ho.h5"), IngestOptions(holdout_fraction=0.001))
     params = dict(subset_fraction=0.5, seed=0, layers=1, embed_dim=8, heads=2, lr=1e-3, batch_size=8, epochs=1,
                   device="cpu", checkpoint=str(d), finetune=True)
-    build_reference(shards, str(tmp_path / "ref.pt"), str(tmp_path / "curves.h5"), ReferenceConfig(**params))
+    build_reference(shards, str(tmp_path / "ref.pt"), str(tmp_path / "curves.h5"), ReferenceConfig.from_params(params))
     before, _ = load_model(d)
     after, _ = load_model(tmp_path / "ref.pt", "rna")
     assert type(after).__name__ == "HFMaskedLM"

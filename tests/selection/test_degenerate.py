@@ -145,7 +145,7 @@ def test_empty_dsub_names_the_subset_fraction_that_would_draw_one(tmp_path):
     with pytest.raises(BiopruneError, match=r"reference: D_sub is empty: reference.subset_fraction = 1e-06 draws none "
                                             rf"of the {len(pool)} pool sequences .*raise reference.subset_fraction "
                                             r"to at least (\S+), or add sequences") as e:
-        build_reference(shards, str(tmp_path / "m.pt"), str(tmp_path / "c.h5"), ReferenceConfig(**params))
+        build_reference(shards, str(tmp_path / "m.pt"), str(tmp_path / "c.h5"), ReferenceConfig.from_params(params))
     least = float(str(e.value).split("at least ")[1].split(",")[0])
     assert sum(in_subset(i, least, 0) for i in pool) >= 1  # the suggested fraction does draw a sequence
     assert not (tmp_path / "m.pt").exists()
@@ -208,7 +208,7 @@ def test_dsub_of_one_and_a_shard_emptied_by_the_leakage_gate_still_score_every_s
     assert sum(in_subset(i, frac, 0) for i in kept) == 1 and [] in [read_shard(g)[0] for g in gated]
     params = {"subset_fraction": frac, "seed": 0, "layers": 1, "embed_dim": 8, "heads": 2, "epochs": 1,
               "batch_size": 4, "lr": 1e-3, "device": "cpu", "checkpoint": None}
-    build_reference(gated, str(tmp_path / "m.pt"), str(tmp_path / "c.h5"), ReferenceConfig(**params))
+    build_reference(gated, str(tmp_path / "m.pt"), str(tmp_path / "c.h5"), ReferenceConfig.from_params(params))
     cfg = InfluenceConfig(estimator="diag_fisher", params=["lm_head.dense.weight"], subset_fraction=frac,
                           subset_seed=0, seed=0, batch_size=4)
     fit_diag_fisher(gated, str(tmp_path / "m.pt"), str(tmp_path / "cv.h5"), cfg)

@@ -250,7 +250,7 @@ def test_nan_reference_checkpoint_names_reference_stage(tmp_path):
     params = {"checkpoint": str(tmp_path / "nan.pt"), "finetune": True, "subset_fraction": 0.5, "seed": 0,
               "layers": 1, "embed_dim": 16, "heads": 2, "lr": 1e-3, "batch_size": 8, "epochs": 1, "device": "cpu"}
     with pytest.raises(NumericalError, match=r"^reference \(ref\.pt\): non-finite loss at step 1 of"):
-        build_reference([shard], str(tmp_path / "ref.pt"), str(tmp_path / "c.h5"), ReferenceConfig(**params))
+        build_reference([shard], str(tmp_path / "ref.pt"), str(tmp_path / "c.h5"), ReferenceConfig.from_params(params))
     assert not (tmp_path / "ref.pt").exists()
 
 
