@@ -2,6 +2,7 @@
 #   make demo   -> .venv, install, run the whole DAG on the bundled RNA demo, write results/report.html
 #   make test   -> .venv with test extras, system tools when root (mmseqs2, slurm), then pytest
 #   make study  -> the CPU study (experiments/cpu_study.yaml, docs/CPU_STUDY.md), about 40 minutes on 2 cores
+#   make study-confirm -> its confirmatory run (8 new seeds, the controls only), about 40 minutes
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
