@@ -136,9 +136,9 @@ def _resume(partial: Path, cfg: TrainConfig, n: int, model, opt, total: int):
 
 def _save_partial(partial: Path, cfg: TrainConfig, n: int, step: int, curve: dict, model, opt) -> None:
     rng = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-    with atomic_path(partial) as tmp:
+    with atomic_path(partial) as tmp, open(tmp, "wb") as fh:
         torch.save({"config": asdict(cfg), "n": n, "step": step, "curve": curve, "model": model.state_dict(),
-                    "optimizer": opt.state_dict(), "rng": rng}, tmp)
+                    "optimizer": opt.state_dict(), "rng": rng}, fh)
 
 
 def train_mlm(seqs: list[str], molecule: str, cfg: TrainConfig, out_path: str | os.PathLike,

@@ -24,6 +24,14 @@ def test_roundtrip_bioprune_checkpoint(tmp_path):
         assert torch.equal(v, model.state_dict()[k])
 
 
+def test_same_model_gives_the_same_checkpoint_bytes(tmp_path):
+    """The temp file's random name must not reach the archive: same weights, same bytes."""
+    m = build_model("rna", 1, 16, 2, seed=3)
+    save_checkpoint(tmp_path / "a.pt", m, "rna", meta={"seed": 3})
+    save_checkpoint(tmp_path / "b.pt", m, "rna", meta={"seed": 3})
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
 def fair_esm_file(path, layers=1, dim=32, heads=2):
     """A small model saved in the layout fair-esm's ESM-2 files use (cfg + prefixed state dict)."""
     m = build_model("protein", layers, dim, heads, seed=0)
