@@ -111,20 +111,24 @@ def _build(arch: dict, alphabet: Alphabet, source: str = "checkpoint"):
                 alphabet=alphabet, token_dropout=arch.get("token_dropout", True))
 
 
+def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save `obj` to `path` atomically (temp file, then rename), through a file object so the
+    archive's inner folder is torch's fixed "archive/", not the random temp-file name: the same object
+    gives the same bytes (reproducible checksums)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+
+
 def save_checkpoint(path: str | os.PathLike, model, molecule: str, meta: dict | None = None,
                     extra: dict | None = None) -> None:
-    """Write a bioprune checkpoint atomically (temp file in the same folder, then rename).
-
-    Saved through a file object so the archive's inner folder is torch's fixed "archive/", not the
-    random temp-file name: the same model gives the same bytes (reproducible checksums)."""
+    """Write a bioprune checkpoint atomically and byte-reproducibly (`save_torch`)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "molecule": molecule,
                "alphabet": alphabet_name(molecule), "arch": arch_of(model), "state_dict": state,
                "meta": meta or {}}
     if extra:
         payload.update(extra)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(payload, fh)
+    save_torch(payload, path)
 
 
 def _torch_load(path: Path) -> Any:

@@ -24,8 +24,8 @@ from bioprune.training.attention import use_sdpa
 from bioprune.training.batching import mask_by_id, mask_with_generator, pad_batch, per_sample_ce
 from bioprune.training.dataflow import BatchPlan, Prefetcher, count_batches, host_batch, seq_tokens
 from bioprune.errors import NumericalError
-from bioprune.h5io import atomic_h5, atomic_path
-from bioprune.models import build_model, load_model, save_checkpoint
+from bioprune.h5io import atomic_h5
+from bioprune.models import build_model, load_model, save_checkpoint, save_torch
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +136,8 @@ def _resume(partial: Path, cfg: TrainConfig, n: int, model, opt, total: int):
 
 def _save_partial(partial: Path, cfg: TrainConfig, n: int, step: int, curve: dict, model, opt) -> None:
     rng = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-    with atomic_path(partial) as tmp, open(tmp, "wb") as fh:
-        torch.save({"config": asdict(cfg), "n": n, "step": step, "curve": curve, "model": model.state_dict(),
-                    "optimizer": opt.state_dict(), "rng": rng}, fh)
+    save_torch({"config": asdict(cfg), "n": n, "step": step, "curve": curve, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "rng": rng}, partial)
 
 
 def train_mlm(seqs: list[str], molecule: str, cfg: TrainConfig, out_path: str | os.PathLike,
